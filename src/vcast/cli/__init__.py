@@ -1,0 +1,26 @@
+"""The ``vcast`` command line. Each sub-module adds its commands to :data:`app`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from vcast.cli.app import app
+
+# Command modules register themselves on import.
+from vcast.cli import basic  # noqa: E402,F401  isort: skip
+
+
+def main() -> None:
+    """Console-script entry point: vcast errors print as one line, exit code 2."""
+    from vcast.errors import VCastError
+
+    try:
+        app()
+    except VCastError as err:
+        typer.secho(f"vcast: error: {err}", err=True, fg="red")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

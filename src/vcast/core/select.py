@@ -1,0 +1,167 @@
+"""V-CAST token selection on plain tensors, vectorised over frames and videos.
+
+Passes over the ``[T, N, D]`` features (float32): the frame means, the token norms and the token /
+frame-mean dot products, three reads in all (plus one fp32 conversion for half-precision inputs,
+and three more reads when ``token_curvature_weight > 0``). Everything after that works on ``[F]``
+and ``[F, N]`` tensors. No Python loop runs over frames; the only host synchronisations are the
+finiteness check (``check_finite=True``) and, for ``retain_ratio="auto"``, reading the per-video
+kept counts (the output length depends on the data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vcast.config import VCastConfig
+from vcast.core.budget import allocate_frames, total_budget
+from vcast.core.curvature import CURVATURES, EPS, token_curvature, trajectory_motion
+from vcast.core.layout import BatchLayout, check_finite, check_video
+from vcast.core.selection import Selection
+from vcast.errors import InputError
+
+# Mean frame-trajectory step at which the adaptive ratio covers 1 - 1/e of [min_ratio, max_ratio].
+AUTO_MOTION_SCALE = 0.1
+
+
+def resolve_config(config: VCastConfig | None, overrides: dict[str, Any]) -> VCastConfig:
+    """The config to use: ``config`` (default :class:`VCastConfig`) with keyword overrides."""
+    cfg = VCastConfig() if config is None else config
+    if not isinstance(cfg, VCastConfig):
+        raise InputError(f"config must be a VCastConfig, got {type(cfg).__name__}")
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def as_video_list(features: torch.Tensor | list[torch.Tensor] | tuple) -> tuple[list[torch.Tensor], bool]:
+    """Validate the input and return (videos, was_single)."""
+    single = isinstance(features, torch.Tensor)
+    videos = [features] if single else list(features)
+    if not videos:
+        raise InputError("got an empty list of videos; pass at least one Tensor[T, N, D]")
+    for i, v in enumerate(videos):
+        check_video(v, "features" if single else f"features[{i}]")
+    d, dev = videos[0].shape[2], videos[0].device
+    for i, v in enumerate(videos):
+        if v.shape[2] != d:
+            raise InputError(f"features[{i}] has D={v.shape[2]}, features[0] has D={d}; D must match")
+        if v.device != dev:
+            raise InputError(f"features[{i}] is on {v.device}, features[0] on {dev}; move them together")
+    return videos, single
+
+
+def dual_anchor_scores(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The spatial score of every token, ``FloatTensor[T, N]``.
+
+    ``s = (1 - cos(token, r_t)) + (||token|| - min_t) / (max_t - min_t + 1e-6)``, min/max over
+    the frame's token norms; cosine as ``F.cosine_similarity`` (eps 1e-6).
+
+    Args:
+        x: ``FloatTensor[T, N, D]`` tokens.
+        r: ``FloatTensor[T, D]`` L2-normalised frame means.
+    """
+    norms = torch.linalg.vector_norm(x, dim=-1)
+    dots = torch.bmm(x, r.unsqueeze(-1)).squeeze(-1)
+    r_sq = (r * r).sum(-1, keepdim=True)
+    cos = dots / torch.sqrt(torch.clamp_min(norms * norms * r_sq, EPS * EPS))
+    lo = norms.amin(dim=1, keepdim=True)
+    hi = norms.amax(dim=1, keepdim=True)
+    return (1.0 - cos) + (norms - lo) / (hi - lo + 1e-6)
+
+
+def _minmax_rows(v: torch.Tensor) -> torch.Tensor:
+    lo = v.amin(dim=1, keepdim=True)
+    hi = v.amax(dim=1, keepdim=True)
+    return (v - lo) / (hi - lo + 1e-6)
+
+
+def _totals(cfg: VCastConfig, layout: BatchLayout, r: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Per-video K as a device tensor and a host list."""
+    if not cfg.is_auto:
+        host = [total_budget(t, n, cfg.retain_ratio, cfg.min_tokens_per_frame) for t, n in
+                zip(layout.frames, layout.tokens)]
+        return torch.tensor(host, device=r.device), host
+    motion = trajectory_motion(r, layout)
+    ratio = cfg.min_ratio + (cfg.max_ratio - cfg.min_ratio) * (1.0 - torch.exp(-motion / AUTO_MOTION_SCALE))
+    frames = torch.tensor(layout.frames, device=r.device, dtype=torch.float64)
+    tokens = torch.tensor(layout.tokens, device=r.device, dtype=torch.float64)
+    k = torch.round(frames * tokens * ratio.double()).clamp(min=1).minimum(frames * tokens)
+    k = torch.maximum(k, frames * tokens.clamp(max=cfg.min_tokens_per_frame)).long()
+    return k, k.tolist()
+
+
+def select_tokens(
+    features: torch.Tensor | list[torch.Tensor],
+    config: VCastConfig | None = None,
+    *,
+    check_finite_features: bool = True,
+    **overrides: Any,
+) -> Selection | list[Selection]:
+    """Select the tokens V-CAST keeps.
+
+    Args:
+        features: one video ``Tensor[T, N, D]`` or a list of videos with different T and N (same D,
+            same device), fp32/fp16/bf16, CPU or CUDA.
+        config: a :class:`VCastConfig` (default: the published method at ``retain_ratio=0.25``).
+        check_finite_features: raise on NaN/inf features (costs one host sync on CUDA).
+        **overrides: config fields to override, e.g. ``retain_ratio=0.1``.
+
+    Returns:
+        A :class:`Selection` for a tensor input, a list of them for a list input.
+    """
+    cfg = resolve_config(config, overrides)
+    videos, single = as_video_list(features)
+    device = videos[0].device
+    layout = BatchLayout.build(videos, device)
+    d = videos[0].shape[2]
+
+    r = torch.empty(layout.num_frames, d, dtype=torch.float32, device=device)
+    scores, blocks = [], []
+    prev, nxt = layout.neighbours() if cfg.token_curvature_weight > 0 else (None, None)
+    for ids, frame_idx in layout.groups:  # one iteration per distinct (N, dtype), not per frame
+        x = videos[ids[0]] if len(ids) == 1 else torch.cat([videos[b] for b in ids])
+        x = x.float()
+        r_g = F.normalize(x.mean(dim=1), dim=-1, eps=EPS)
+        s = dual_anchor_scores(x, r_g)
+        if cfg.token_curvature_weight > 0:
+            local = torch.empty(layout.num_frames, dtype=torch.long, device=device)
+            local[frame_idx] = torch.arange(frame_idx.numel(), device=device)
+            tc = token_curvature(x, local[prev[frame_idx]], local[nxt[frame_idx]])
+            s = s + cfg.token_curvature_weight * _minmax_rows(tc)
+        r.index_copy_(0, frame_idx, r_g)
+        scores.append(s)
+        blocks.append(x)
+    if check_finite_features:
+        check_finite(r, "frame means")
+
+    curvature = CURVATURES[cfg.curvature](r, layout)
+    totals, host_totals = _totals(cfg, layout, r)
+    weights = layout.segment_softmax(curvature / cfg.temperature)
+    budget = allocate_frames(weights, totals, layout, cfg.min_tokens_per_frame)
+
+    keep: list[torch.Tensor | None] = [None] * layout.num_videos
+    for (ids, frame_idx), s in zip(layout.groups, scores):
+        n = s.shape[1]
+        order = torch.sort(s, dim=1, descending=True, stable=True).indices
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=device).expand_as(order))
+        mask = (rank < budget[frame_idx].unsqueeze(1)).reshape(-1)
+        sizes = [host_totals[b] for b in ids]
+        token_offset = torch.repeat_interleave(
+            torch.tensor([0] + [layout.frames[b] * n for b in ids[:-1]], device=device).cumsum(0),
+            torch.tensor([layout.frames[b] * n for b in ids], device=device),
+        )
+        local_index = torch.arange(mask.numel(), device=device) - token_offset
+        total = sum(sizes)
+        dest = torch.where(mask, mask.long().cumsum(0) - 1, torch.full_like(local_index, total))
+        packed = torch.empty(total + 1, dtype=torch.long, device=device).scatter_(0, dest, local_index)
+        for b, kept in zip(ids, torch.split(packed[:total], sizes)):
+            keep[b] = kept
+
+    per_frame = torch.split(budget, layout.frames)
+    per_curv = torch.split(curvature, layout.frames)
+    out = [
+        Selection(keep[b], per_frame[b], per_curv[b], layout.frames[b], layout.tokens[b])
+        for b in range(layout.num_videos)
+    ]
+    return out[0] if single else out
