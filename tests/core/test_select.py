@@ -63,7 +63,7 @@ def test_selection_invariants(t, n, d, ratio, temperature, min_k, seed) -> None:
     assert sel.num_kept == k == int(sel.frame_budget.sum())
     assert sel.keep_index.dtype == torch.long and sel.frame_budget.shape == (t,)
     assert bool((sel.keep_index[1:] > sel.keep_index[:-1]).all())
-    assert 0 <= int(sel.keep_index.min()) and int(sel.keep_index.max()) < t * n
+    assert int(sel.keep_index.min()) >= 0 and int(sel.keep_index.max()) < t * n
     assert bool((sel.frame_budget >= min(min_k, n)).all()) and bool((sel.frame_budget <= n).all())
     counts = torch.bincount(sel.keep_index // n, minlength=t)
     assert torch.equal(counts, sel.frame_budget)

@@ -72,7 +72,8 @@ class BatchLayout:
         for t in frames:
             offsets.append(offsets[-1] + t)
         lengths = torch.tensor(frames, device=device)
-        frame_video = torch.repeat_interleave(torch.arange(len(videos), device=device), lengths)
+        frame_video = torch.repeat_interleave(torch.arange(len(videos), device=device), lengths,
+                                              output_size=offsets[-1])  # host size: no device sync
         frame_offset = torch.tensor(offsets[:-1], device=device, dtype=torch.long)
         local = torch.arange(offsets[-1], device=device) - frame_offset[frame_video]
         frame_first = local == 0

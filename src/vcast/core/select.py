@@ -154,9 +154,11 @@ def select_tokens(
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=device).expand_as(order))
         mask = (rank < budget[frame_idx].unsqueeze(1)).reshape(-1)
         sizes = [host_totals[b] for b in ids]
+        counts = [layout.frames[b] * n for b in ids]
         token_offset = torch.repeat_interleave(
-            torch.tensor([0] + [layout.frames[b] * n for b in ids[:-1]], device=device).cumsum(0),
-            torch.tensor([layout.frames[b] * n for b in ids], device=device),
+            torch.tensor([0] + counts[:-1], device=device).cumsum(0),
+            torch.tensor(counts, device=device),
+            output_size=sum(counts),
         )
         local_index = torch.arange(mask.numel(), device=device) - token_offset
         total = sum(sizes)
