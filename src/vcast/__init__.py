@@ -5,10 +5,14 @@ Public surface::
     cfg = vcast.VCastConfig(retain_ratio=0.25)
     sel = vcast.select_tokens(features, cfg)          # Tensor[T, N, D] -> Selection
     vcast.list_methods(); vcast.get_method("evs")     # the method zoo
+    handle = vcast.apply(model, cfg)                  # prune this model instance at prefill
+    with vcast.enabled(model, retain_ratio=0.15): ... # scoped
 """
 
 __version__ = "0.1.0"
 
+from vcast import testing  # noqa: F401  (vcast.testing.tiny_model: offline tiny models)
+from vcast.api import PruneHandle, apply, enabled
 from vcast.config import MethodConfig, VCastConfig
 from vcast.core.select import select_tokens
 from vcast.core.selection import Selection
@@ -19,12 +23,15 @@ __all__ = [
     "ConfigError",
     "InputError",
     "MethodConfig",
+    "PruneHandle",
     "Selection",
     "UnsupportedModelError",
     "VCastConfig",
     "VCastError",
     "VideoDecodeError",
     "__version__",
+    "apply",
+    "enabled",
     "get_method",
     "list_methods",
     "make_config",

@@ -10,6 +10,10 @@ from vcast.cli.app import app
 
 # Command modules register themselves on import.
 from vcast.cli import basic  # noqa: E402,F401  isort: skip
+from vcast.cli import bench_coverage  # noqa: E402,F401  isort: skip
+from vcast.cli import bench_efficiency  # noqa: E402,F401  isort: skip
+from vcast.cli import model  # noqa: E402,F401  isort: skip
+from vcast.cli import proxy  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

@@ -10,5 +10,6 @@ from vcast.methods.registry import MethodSpec, get_method, list_methods, make_co
 
 # Importing the method modules registers them.
 from vcast.methods import vcast_method  # noqa: E402,F401  isort: skip
+from vcast.methods import random_method, uniform, pool, evs, vidcom2, dycoke, visionzip, fastvid  # noqa: E402,F401  isort: skip
 
 __all__ = ["MethodSpec", "get_method", "list_methods", "make_config", "register_method"]

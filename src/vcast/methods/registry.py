@@ -73,7 +73,7 @@ def make_config(method: str, config: MethodConfig | None = None, **overrides: An
     """Build (or override) the config of ``method`` from keyword options."""
     spec = get_method(method)
     if config is None:
-        return spec.config_cls(**overrides)
+        return spec.config_cls().replace(**overrides)  # unknown option names raise ConfigError
     if not isinstance(config, spec.config_cls):
         raise ConfigError(f"method {method!r} takes a {spec.config_cls.__name__}, got {type(config).__name__}")
     return config.replace(**overrides) if overrides else config

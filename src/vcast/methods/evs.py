@@ -1,0 +1,104 @@
+"""EVS: NVIDIA Efficient Video Sampling, the video-token pruning built into vLLM.
+
+Reference: Bagrov et al., "Efficient Video Sampling: Pruning Temporally Redundant Tokens for
+Faster VLM Inference", arXiv 2510.14624; the implementation we follow is vLLM's
+``vllm/multimodal/evs.py`` (``compute_retention_mask``), enabled there by
+``--video-pruning-rate q`` (also in SGLang and TensorRT-LLM for Nemotron-Nano-VL-V2).
+
+What it does, as in vLLM: every token gets the dissimilarity ``1 - cos(x[t, p], x[t-1, p])`` to
+the token at the same grid position p of the previous frame; the first frame gets a score above
+any dissimilarity so it is kept whole; the K highest-scoring tokens of the whole video are kept
+(global ranking, ties to the lower flat index, as vLLM's stable descending argsort). Static
+positions are dropped first. Pure pruning: kept tokens keep their original positions.
+
+Ratio mapping: vLLM's pruning rate q removes a fraction q, so ``retain_ratio = 1 - q``. vLLM keeps
+``max(N, int(T*N*(1-q)))`` tokens; we keep exactly ``K = total_budget(T, N, retain_ratio)`` (Python
+``round``) like every vcast method, so the count can differ from vLLM's by one token, and when K < N
+(``retain_ratio < 1/T``) the first frame cannot be kept whole: it then keeps K evenly spaced tokens
+(vLLM would keep all N, exceeding the budget). Otherwise the kept set equals vLLM's mask for the
+same K.
+
+Faithfulness: the similarity is computed in float32 (vLLM computes it in the embedding dtype,
+e.g. bf16, so near-ties may order differently). The paper's optional uptraining is not part of a
+training-free library. The frame score reported as ``curvature`` is each frame's mean dissimilarity
+to the previous frame (0 for frame 0). Vectorised; no host sync beyond the finiteness check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from vcast.config import MethodConfig
+from vcast.core.selection import Selection
+from vcast.methods._common import (
+    colocated_cosine,
+    evenly_spaced_mask,
+    float_frames,
+    kept_total,
+    make_selection,
+    mask_to_index,
+    one_video,
+)
+from vcast.methods.registry import MethodSpec, register_method
+
+# Score of first-frame tokens: above any dissimilarity (which lies in [0, 2]); vLLM uses 255.
+FIRST_FRAME_SCORE = 255.0
+
+
+@dataclass(frozen=True)
+class EVSConfig(MethodConfig):
+    """EVS has no options beyond :class:`~vcast.config.MethodConfig` (``retain_ratio = 1 - q``)."""
+
+    method: ClassVar[str] = "evs"
+
+
+def evs_dissimilarity(xf: torch.Tensor) -> torch.Tensor:
+    """``FloatTensor[T, N]``: ``1 - cos`` of each token to the previous frame's token at the same
+    position; the first frame gets :data:`FIRST_FRAME_SCORE`.
+
+    Args:
+        xf: ``FloatTensor[T, N, D]``.
+    """
+    first = torch.full_like(xf[:1, :, 0], FIRST_FRAME_SCORE)
+    norms = torch.linalg.vector_norm(xf, dim=-1)
+    return torch.cat([first, 1.0 - colocated_cosine(xf, norms, 1)], dim=0)
+
+
+def select_evs(features: torch.Tensor, config: EVSConfig) -> Selection:
+    """Keep the K tokens that changed most since the previous frame (first frame whole).
+
+    Args:
+        features: ``Tensor[T, N, D]``.
+        config: an :class:`EVSConfig`.
+
+    Returns:
+        A :class:`Selection`; ``curvature`` is the mean dissimilarity of each frame.
+    """
+    x = one_video(features)
+    xf, _ = float_frames(x)
+    t, n, _ = x.shape
+    k = kept_total(t, n, config.retain_ratio)
+    score = evs_dissimilarity(xf)
+    frame_score = torch.cat([torch.zeros(1, device=x.device), score[1:].mean(dim=1)])
+    if k < n:  # the first frame cannot be kept whole: K evenly spaced tokens of it
+        first = evenly_spaced_mask(torch.tensor([k], device=x.device), n)[0]
+        keep = mask_to_index(first, k)
+        budget = torch.zeros(t, dtype=torch.long, device=x.device)
+        budget[0] = k
+        return make_selection(keep, budget, t, n, curvature=frame_score)
+    order = torch.sort(score.reshape(-1), descending=True, stable=True).indices
+    keep = torch.sort(order[:k]).values
+    budget = torch.zeros(t, dtype=torch.long, device=x.device)
+    budget.index_add_(0, torch.div(keep, n, rounding_mode="floor"), torch.ones_like(keep))
+    return make_selection(keep, budget, t, n, curvature=frame_score)
+
+
+register_method(MethodSpec(
+    name="evs",
+    config_cls=EVSConfig,
+    select=select_evs,
+    summary="EVS (NVIDIA, vLLM): drop tokens least changed since the previous frame; frame 0 whole",
+))

@@ -1,0 +1,158 @@
+"""VisionZip: dominant tokens plus merged contextual tokens, per frame.
+
+Reference: Yang, Chen, Tian, Wang, Li, Yu, Jia, "VisionZip: Longer is Better but Not Necessary in
+Vision Language Models", CVPR 2025, arXiv 2412.04467; official code ``dvlab-research/VisionZip``
+(``pip install visionzip``; LLaVA-1.5 settings dominant/contextual = 54/10, 108/20, 162/30).
+
+What it does, per frame with budget ``k_t`` (K split equally over frames, largest remainder):
+
+1. Dominant tokens: the ``d_t = k_t - c_t`` highest-scoring tokens, ``c_t = round(k_t * (1 -
+   dominant_fraction))``; the default fraction 27/32 reproduces the paper's 54/10, 108/20 and
+   162/30 splits.
+2. Contextual tokens: of the ``N - d_t`` remaining tokens (in index order), every ``step``-th,
+   ``step = max(1, (N - d_t) // c_t)``, the first ``c_t`` of them, are targets; every other
+   remaining token joins the target it is most similar to (cosine) and each contextual token is
+   the mean of its target and its members, as in the official code.
+
+How "dominant" is scored without a [CLS] token or attention maps: VisionZip ranks tokens by the
+[CLS] attention of the vision encoder's last layer; post-merger Qwen/LLaVA-OV video tokens have
+neither, and the contract passes features only. ``dominant_score="mean_query"`` (default) ranks by
+``x_i . mean_t``, the softmax attention a parameter-free [CLS]-like query (the frame's mean token)
+gives each token (softmax is monotone, so the ranking equals the attention ranking);
+``dominant_score="norm"`` ranks by ``||x_i||``, the proxy of the VidCom2 ``qwen``-branch port that
+produced V-CAST's VisionZip numbers on Qwen3-VL.
+
+Positions: dominant tokens keep their own; a contextual token sits at its target's original grid
+position. ``merged_features`` holds originals for dominant tokens and means for contextual ones.
+
+Faithfulness: the official method runs inside the vision encoder on one image, uses the encoder's
+attention and keys (we use the post-merger features for both) and keeps the [CLS] token (there is
+none here). The retain ratio is the fraction of video tokens reaching the LLM, split equally over
+frames as the official per-frame setting does. Vectorised over frames; no host sync beyond the
+finiteness check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+
+from vcast.config import MethodConfig
+from vcast.core.curvature import EPS
+from vcast.core.selection import Selection
+from vcast.errors import ConfigError
+from vcast.methods._common import (
+    equal_budget,
+    equal_split,
+    float_frames,
+    kept_total,
+    make_selection,
+    mask_to_index,
+    one_video,
+    topk_mask,
+)
+from vcast.methods.registry import MethodSpec, register_method
+
+
+@dataclass(frozen=True)
+class VisionZipConfig(MethodConfig):
+    """VisionZip options.
+
+    Attributes:
+        dominant_fraction: share of each frame's budget kept as dominant tokens, in (0, 1]; the
+            rest are contextual (merged) tokens. 27/32 = the paper's 54/10 split.
+        dominant_score: ``"mean_query"`` (attention of the frame-mean query) or ``"norm"``.
+    """
+
+    method: ClassVar[str] = "visionzip"
+
+    dominant_fraction: float = 54 / 64
+    dominant_score: Literal["mean_query", "norm"] = "mean_query"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        f = self.dominant_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 < f <= 1:
+            raise ConfigError(f"dominant_fraction must be in (0, 1], got {f!r}")
+        if self.dominant_score not in ("mean_query", "norm"):
+            raise ConfigError(f"dominant_score must be 'mean_query' or 'norm', got {self.dominant_score!r}")
+
+
+def importance(xf: torch.Tensor, means: torch.Tensor, how: str) -> torch.Tensor:
+    """``FloatTensor[T, N]`` token importance without attention maps (see the module docstring).
+
+    Args:
+        xf: ``FloatTensor[T, N, D]``.
+        means: ``FloatTensor[T, D]`` frame means.
+        how: ``"mean_query"`` or ``"norm"``.
+    """
+    if how == "norm":
+        return torch.linalg.vector_norm(xf, dim=-1)
+    return torch.bmm(means.unsqueeze(1), xf.transpose(1, 2)).squeeze(1)
+
+
+def select_visionzip(features: torch.Tensor, config: VisionZipConfig) -> Selection:
+    """Dominant + contextual tokens per frame at exactly K tokens.
+
+    Args:
+        features: ``Tensor[T, N, D]``.
+        config: a :class:`VisionZipConfig`.
+
+    Returns:
+        A :class:`Selection` with ``merged_features[K, D]`` (input dtype).
+    """
+    x = one_video(features)
+    xf, means = float_frames(x)
+    t, n, d = x.shape
+    dev = x.device
+    k = kept_total(t, n, config.retain_ratio)
+    budget = equal_budget(x, k)
+    ctx_of = {b: round(b * (1.0 - config.dominant_fraction)) for b in set(equal_split(k, t))}
+    c_max = max(ctx_of.values())
+    lo = min(ctx_of)
+    ctx = torch.where(budget == lo, ctx_of[lo], ctx_of[max(ctx_of)])  # [T], c_t
+    dominant = topk_mask(importance(xf, means, config.dominant_score), budget - ctx)
+
+    rest = ~dominant
+    pos = rest.long().cumsum(1) - 1  # index among the frame's remaining tokens
+    step = torch.div(n - (budget - ctx), ctx.clamp(min=1), rounding_mode="floor").clamp(min=1).unsqueeze(1)
+    target = rest & (pos % step == 0) & (pos // step < ctx.unsqueeze(1))
+    keep_mask = dominant | target
+    keep = mask_to_index(keep_mask, k)
+    merged = x.reshape(t * n, d).index_select(0, keep)
+    if c_max == 0:
+        return make_selection(keep, budget, t, n, merged_features=merged)
+
+    # Targets of each frame in index order, padded to c_max slots: slot j = j-th target.
+    slot_order = torch.sort((~target).to(torch.int32), dim=1, stable=True).indices[:, :c_max]  # [T, c_max]
+    slot_valid = torch.arange(c_max, device=dev) < ctx.unsqueeze(1)
+    target_x = torch.gather(xf, 1, slot_order.unsqueeze(-1).expand(-1, -1, d))  # [T, c_max, D]
+    # argmax_j cos(x_i, t_j) = argmax_j x_i . t_j / ||t_j||: no normalised copy of x needed.
+    # [T, c_max, D] @ [T, D, N] (rows times the token matrix streams x once).
+    sim = torch.bmm(F.normalize(target_x, dim=-1, eps=EPS), xf.transpose(1, 2))  # [T, c_max, N]
+    sim = sim.masked_fill(~slot_valid.unsqueeze(-1), float("-inf"))
+    members = (rest & ~target).unsqueeze(1).to(xf.dtype)
+    assign = torch.zeros_like(sim).scatter_(1, sim.argmax(dim=1, keepdim=True), 1.0) * members  # one-hot
+    sums = torch.bmm(assign, xf)  # [T, c_max, D], deterministic (no atomics)
+    context = (target_x + sums) / (1.0 + assign.sum(dim=2)).unsqueeze(-1)
+
+    num_ctx = sum(ctx_of[b] for b in equal_split(k, t))
+    slots = mask_to_index(slot_valid, num_ctx)  # flat indices into [T * c_max]
+    frame_base = (torch.arange(t, device=dev) * n).unsqueeze(1)
+    row_of = keep_mask.reshape(-1).long().cumsum(0) - 1  # row in keep of each kept flat index
+    rows = row_of[(frame_base + slot_order).reshape(-1)[slots]]
+    merged[rows] = context.reshape(t * c_max, d)[slots].to(x.dtype)
+    return make_selection(keep, budget, t, n, merged_features=merged)
+
+
+register_method(MethodSpec(
+    name="visionzip",
+    config_cls=VisionZipConfig,
+    select=select_visionzip,
+    merges=True,
+    summary="VisionZip: dominant tokens (frame-mean-query score) + merged contextual tokens per frame",
+))
