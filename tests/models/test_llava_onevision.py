@@ -284,7 +284,7 @@ def test_per_row_newline_variant_keeps_the_frame_grid():
     handle = vcast.apply(model, retain_ratio=0.25)
     seen = []
     select = handle.adapter.select
-    handle.adapter.select = lambda feats: seen.append(feats) or select(feats)
+    handle.adapter.select = lambda feats, grids=None: seen.append(feats) or select(feats, grids)
     out = model(**inputs)
     handle.remove()
     torch.testing.assert_close(seen[0][0], grid, atol=1e-6, rtol=0)  # newlines removed from the frame grid
