@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_cache import tiny
 
 import vcast
 import vcast.testing as vt
-from tiny_cache import tiny
 
 
 @pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_vl", "llava_onevision"])
