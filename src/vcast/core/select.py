@@ -2,7 +2,8 @@
 
 Passes over the ``[T, N, D]`` features (float32): the frame means, the token norms and the token /
 frame-mean dot products, three reads in all (plus one fp32 conversion for half-precision inputs,
-and three more reads when ``token_curvature_weight > 0``). Everything after that works on ``[F]``
+and about a dozen more streaming passes with four ``[T, N, D]`` temporaries when
+``token_curvature_weight > 0``). Everything after that works on ``[F]``
 and ``[F, N]`` tensors. No Python loop runs over frames; the only host synchronisations are the
 finiteness check (``check_finite=True``) and, for ``retain_ratio="auto"``, reading the per-video
 kept counts (the output length depends on the data).
@@ -77,12 +78,6 @@ def frame_means(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(ones, x).squeeze(1) / x.shape[1]
 
 
-def _minmax_rows(v: torch.Tensor) -> torch.Tensor:
-    lo = v.amin(dim=1, keepdim=True)
-    hi = v.amax(dim=1, keepdim=True)
-    return (v - lo) / (hi - lo + 1e-6)
-
-
 def _totals(cfg: VCastConfig, layout: BatchLayout, r: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     """Per-video K as a device tensor and a host list."""
     if not cfg.is_auto:
@@ -135,7 +130,7 @@ def select_tokens(
             local = torch.empty(layout.num_frames, dtype=torch.long, device=device)
             local[frame_idx] = torch.arange(frame_idx.numel(), device=device)
             tc = token_curvature(x, local[prev[frame_idx]], local[nxt[frame_idx]])
-            s = s + cfg.token_curvature_weight * _minmax_rows(tc)
+            s = s + cfg.token_curvature_weight * tc
         r.index_copy_(0, frame_idx, r_g)
         scores.append(s)
         blocks.append(x)

@@ -166,7 +166,8 @@ def resolve_adapter(model: nn.Module, config: MethodConfig) -> type[ModelAdapter
 
     Raises:
         UnsupportedModelError: no adapter for this model type.
-        ConfigError: adapters exist but none supports the config (the first-registered one's message).
+        ConfigError: adapters exist but none supports the config (the message of the most recently
+            registered, i.e. most specific, adapter, which is tried first).
     """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     candidates = _REGISTRY.get(model_type or "")
@@ -181,7 +182,7 @@ def resolve_adapter(model: nn.Module, config: MethodConfig) -> type[ModelAdapter
             cls.check_config(config)
             return cls
         except ConfigError as exc:
-            first_error = exc
+            first_error = first_error or exc
     raise first_error
 
 
