@@ -1,0 +1,176 @@
+"""``vcast bench coverage``: the model-free coverage benchmark (see :mod:`vcast.bench.coverage`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vcast.cli.app import bench_app
+from vcast.errors import ConfigError
+
+COLUMNS = [
+    ("needle_hit", "needle hit"),
+    ("needle_recall", "needle recall"),
+    ("event_recall", "event recall"),
+    ("cut_share", "cut share"),
+    ("shake_share", "shake share"),
+    ("ratio_used", "ratio used"),
+]
+
+
+# V-CAST rows stand out: the paper in black, the robust curvature and its extensions in red.
+VCAST_STYLES = {
+    "vcast": {"lw": 2.4, "color": "black"},
+    "vcast-robust": {"lw": 2.4, "color": "tab:red"},
+    "vcast-robust+tok": {"lw": 2.0, "color": "tab:red", "ls": "--"},
+    "vcast-robust-auto": {"color": "tab:red"},
+}
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise ConfigError(f"{name} must be numbers in (0, 1], got {text!r}")
+    return values
+
+
+def _pair(text: str, name: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        a, b = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{name} must look like 224x224, got {text!r}") from None
+    return a, b
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def plot_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """One panel per metric, value vs retain ratio, one line per method (adaptive-ratio variants
+    as single points at the ratio they used)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [c for c in COLUMNS if c[0] != "ratio_used"]
+    fig, grid_axes = plt.subplots(2, 3, figsize=(14, 8.5))
+    axes = grid_axes.ravel()
+    methods = list(dict.fromkeys(r["method"] for r in rows if "error" not in r))
+    cmap = plt.get_cmap("tab10")
+    palette = [cmap(i) for i in (0, 1, 2, 4, 5, 6, 8, 9, 7)]  # tab10 without the red of V-CAST
+    others = [m for m in methods if m not in VCAST_STYLES]
+    ticks = sorted({r["ratio"] for r in rows if isinstance(r["ratio"], float)})
+    for ax, (key, label) in zip(axes, metrics):
+        for name in methods:
+            pts = sorted((r["ratio_used"], r[key]) for r in rows
+                         if r["method"] == name and "error" not in r and not math.isnan(r[key]))
+            if not pts:
+                continue
+            style = VCAST_STYLES.get(name, {"lw": 1.2, "alpha": 0.85, "color": palette[others.index(name) % len(palette)]
+                                            if name in others else "grey"})
+            marker = "*" if len(pts) == 1 else "o"
+            ax.plot(*zip(*pts), marker=marker, ms=5 if marker == "o" else 13, label=name, **style)
+        if key.endswith("share"):
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.set_xlabel("tokens kept (ratio)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[-1].axis("off")
+    axes[-1].legend(handles, labels, loc="center", fontsize=9, ncols=2)
+    fig.suptitle("vcast coverage benchmark (model-free, pixel token features)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@bench_app.command("coverage")
+def coverage(
+    ratios: str = typer.Option("0.5,0.25,0.15,0.1", "--ratios", help="Comma-separated retain ratios."),
+    methods: str = typer.Option("", "--methods", help="Comma-separated methods/variants (default: all)."),
+    seeds: int = typer.Option(32, "--seeds", min=1, help="Clips per kind."),
+    first_seed: int = typer.Option(0, "--first-seed", min=0, help="Seed of the first clip (held-out runs)."),
+    frames: int = typer.Option(16, "--frames", min=8, help="Frames per clip."),
+    size: str = typer.Option("224x224", "--size", help="Frame size HxW in pixels."),
+    grid: str = typer.Option("14x14", "--grid", help="Token grid hxw per frame."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the table and targets as JSON."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of each metric vs ratio."),
+) -> None:
+    """Coverage of needles, events, cuts and shake by every method on clips built from real photos."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from vcast.bench.clips import CLIP_KINDS
+    from vcast.bench.coverage import build_suite, check_targets, default_variants, run_coverage
+
+    ratio_list = _floats(ratios, "--ratios")
+    variants = default_variants([m.strip() for m in methods.split(",") if m.strip()] or None)
+    hw, hw_grid = _pair(size, "--size"), _pair(grid, "--grid")
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("building clips", total=None)
+        suite = build_suite(seeds=seeds, frames=frames, size=hw, grid=hw_grid, first_seed=first_seed)
+        runs = sum(1 if v.fixed_ratio else len(ratio_list) for v in variants)
+        progress.update(task, total=runs, completed=0, description="selecting")
+
+        def step(label: str) -> None:
+            progress.update(task, advance=1, description=label)
+
+        rows = run_coverage(variants, suite, ratio_list, progress=step)
+    targets = check_targets(rows)
+
+    table = Table(title=f"coverage: {seeds} clips x {len(CLIP_KINDS)} kinds, {frames} frames, grid {grid}")
+    table.add_column("method", no_wrap=True)
+    table.add_column("ratio", justify="right")
+    for _, label in COLUMNS:
+        table.add_column(label, justify="right")
+    failed = False
+    for row in rows:
+        if "error" in row:
+            failed = True
+            table.add_row(row["method"], str(row["ratio"]), f"[red]error: {row['error']}[/red]")
+            continue
+        table.add_row(row["method"], str(row["ratio"]), *[_cell(row[k]) for k, _ in COLUMNS])
+    out = Console(width=None if sys.stdout.isatty() else 150)
+    out.print(table)
+    if targets:
+        t = Table(title="vcast-robust targets")
+        for col in ("ratio", "metric", "value", "target", "met"):
+            t.add_column(col)
+        for c in targets:
+            t.add_row(str(c["ratio"]), c["metric"], f"{c['value']:.3f} +- {c['se']:.3f}", c["target"],
+                      "[green]yes[/green]" if c["met"] else "[red]no[/red]")
+        out.print(t)
+    if json_path is not None:
+        payload = {"seeds": seeds, "first_seed": first_seed, "frames": frames, "size": list(hw), "grid": list(hw_grid),
+                   "ratios": ratio_list, "rows": rows, "targets": targets}
+        json_path.write_text(json.dumps(_json_safe(payload), indent=2))
+    if plot is not None:
+        plot_rows(rows, plot)
+    if failed:
+        raise typer.Exit(1)
