@@ -11,7 +11,7 @@ Contenders, on the same ``[T, N, D]`` features:
 Usage::
 
     python benchmarks/bench_select.py [--device cpu|cuda] [--dtype float32|bfloat16|float16]
-        [--frames 64] [--tokens 196] [--dim 3584] [--ratio 0.25] [--repeats 7] [--json PATH]
+        [--frames 64] [--tokens 196] [--dim 3584] [--ratio 0.25] [--repeats 7] [--threads N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -60,10 +60,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=3584)
     parser.add_argument("--ratio", type=float, default=0.25)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-layer", action="store_true", help="skip the decoder-layer comparison")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     x = torch.randn(args.frames, args.tokens, args.dim, device=args.device).to(dtype)
@@ -84,6 +87,7 @@ def main() -> None:
 
     result = {
         "device": args.device,
+        "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "shape": [args.frames, args.tokens, args.dim],
         "retain_ratio": args.ratio,
