@@ -82,6 +82,24 @@ def test_slide_object_crosses_a_static_shot(seed: int) -> None:
     assert np.abs(f[1:] - f[:-1]).mean(-1)[still].mean() < 3.0
 
 
+@pytest.mark.parametrize("frames", range(8, 25))
+def test_cuts_work_for_every_accepted_frame_count(frames: int) -> None:
+    for seed in range(4):  # regression: short clips once could never satisfy the cut spacing
+        clip = make_clip("cuts", frames=frames, size=(32, 32), seed=seed)
+        edges = [0, *clip.cut_frames, frames]
+        assert clip.frames.shape[0] == frames and min(np.diff(edges)) >= 2
+
+
+@pytest.mark.parametrize("kind", CLIP_KINDS)
+@pytest.mark.parametrize("size", [(64, 96), (32, 32), (32, 80), (80, 32)])
+def test_small_and_non_square_sizes_work(kind: str, size: tuple[int, int]) -> None:
+    for frames in (8, 9):  # regression: "slide" at 64x96 raised numpy's "low >= high"
+        clip = make_clip(kind, frames=frames, size=size, seed=1)
+        assert clip.frames.shape == (frames, *size, 3) and clip.event_mask.shape == (frames, *size)
+        if kind in ("needle", "slide"):
+            assert clip.event_mask.any() and clip.event_cells((14, 14)).any()
+
+
 def test_cell_coverage_by_hand() -> None:
     mask = np.zeros((1, 4, 4), dtype=bool)
     mask[0, :2, :2] = True  # the top-left cell of a 2x2 grid
@@ -112,7 +130,7 @@ def test_photos_ship_offline() -> None:
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"kind": "explosion"}, "kind"), ({"kind": "cuts", "frames": 4}, "frames"),
-     ({"kind": "cuts", "size": (16, 16)}, "size")],
+     ({"kind": "cuts", "size": (16, 16)}, "size"), ({"kind": "slide", "size": (31, 96)}, "at least 32x32")],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):

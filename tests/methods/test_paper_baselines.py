@@ -90,6 +90,30 @@ def test_dycoke_ratio_mapping_and_low_ratios() -> None:
     assert odd.frame_budget.tolist() == [5, 3, 2, 2, 5, 2, 2]  # odd T: the last frame is a normal follower
 
 
+def _static_video_with_needle(t: int, n: int, d: int, at: int, cells: list[int]) -> torch.Tensor:
+    """``[t, n, d]``: one frame repeated (plus faint noise), frame ``at`` with ``cells`` replaced."""
+    gen = torch.Generator().manual_seed(at)
+    x = torch.randn(1, n, d, generator=gen) + 0.01 * torch.randn(t, n, d, generator=gen)
+    x[at, cells] = torch.randn(len(cells), d, generator=gen) * 3
+    return x
+
+
+@pytest.mark.parametrize("at", range(16))
+def test_dycoke_keeps_a_needle_while_followers_keep_any_tokens(at: int) -> None:
+    t, n, cells = 16, 12, [3, 7]
+    x = _static_video_with_needle(t, n, 8, at, cells)
+    # Just above the anchors' share (A / T = 1/4): every follower keeps 1 token; the needle frame
+    # keeps a needle cell (the least similar to its reference), the anchors are whole.
+    sel = select_dycoke(x, make_config("dycoke", retain_ratio=(4 * n + 12) / (t * n)))
+    mask = sel.keep_mask()
+    assert bool(mask[at, cells].any())
+    # At A / T (the paper's K = 1) the official TTM keeps exactly the anchor frames: a needle
+    # survives only on an anchor (documented in the module docstring, not a bug).
+    quarter = select_dycoke(x, make_config("dycoke", retain_ratio=0.25)).keep_mask()
+    assert quarter.sum(1).tolist() == [n if f % 4 == 0 else 0 for f in range(t)]
+    assert bool(quarter[at, cells].any()) == (at % 4 == 0)
+
+
 # VisionZip ---------------------------------------------------------------------------------------
 
 

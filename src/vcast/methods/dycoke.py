@@ -20,6 +20,17 @@ ties to the lower frame), i.e. ``dycoke_k = 1 - (r*T - A) / (T - A)``; the paper
 cannot be kept whole: they then share K equally and keep evenly spaced tokens (DyCoke has no
 within-frame criterion for anchors), and the other frames keep none.
 
+Consequence at low ratios (this is the paper's algorithm, not a bug): TTM's rate is the same for
+every non-anchor frame and content-blind, and the anchors are always whole, so the lowest ratio the
+official TTM can reach is ``A / T`` (``dycoke_k = 1``: every non-anchor frame dropped). While the
+non-anchor frames keep at least one token each (``retain_ratio > A / T``; 0.25 for T divisible by
+4), a one-frame insert ("needle") in a non-anchor frame survives, its tokens being the least similar
+to the reference. At ``retain_ratio <= A / T`` it survives only if it lands on an anchor frame
+(and, below ``A / T``, on one of the evenly spaced anchor tokens): on the coverage benchmark
+(``vcast bench coverage``, 16 frames) needle hit drops from 1.0 at 0.26 to the share of needles
+that fall on frames 4, 8 or 12 at 0.25 and below. Moving budget to distinctive frames is what
+DyCoke does not do; use ``vidcom2`` or ``vcast`` for that.
+
 Not faithful / not included: the dynamic KV-cache pruning during decoding (stage 2: attention of the
 last token at LLM layer 3, ``dycoke_p``) is not pre-LLM and needs eager attention, so it is left out.
 Two quirks of the official loop are not reproduced: its last window's frame 4j+2 is never pruned
