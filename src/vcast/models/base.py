@@ -166,8 +166,8 @@ def resolve_adapter(model: nn.Module, config: MethodConfig) -> type[ModelAdapter
 
     Raises:
         UnsupportedModelError: no adapter for this model type.
-        ConfigError: adapters exist but none supports the config (the message of the most recently
-            registered, i.e. most specific, adapter, which is tried first).
+        ConfigError: adapters exist but none supports the config (the family adapter's message, i.e.
+            the first-registered one; specialised adapters registered later only decline).
     """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     candidates = _REGISTRY.get(model_type or "")
@@ -182,7 +182,7 @@ def resolve_adapter(model: nn.Module, config: MethodConfig) -> type[ModelAdapter
             cls.check_config(config)
             return cls
         except ConfigError as exc:
-            first_error = first_error or exc
+            first_error = exc
     raise first_error
 
 
