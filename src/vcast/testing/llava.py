@@ -111,7 +111,7 @@ class _VideoProcessorCheck:
         return super().check_argument_for_proper_class(argument_name, argument)
 
 
-def _processor_class():
+def processor_class():
     """``LlavaOnevisionProcessor`` with :class:`_VideoProcessorCheck` mixed in."""
     from transformers import LlavaOnevisionProcessor
 
@@ -181,7 +181,7 @@ def tiny_llava_onevision_processor(config=None):
     config = tiny_llava_onevision_config() if config is None else config
     s = config.vision_config.image_size
     size = {"height": s, "width": s}
-    return _processor_class()(
+    return processor_class()(
         image_processor=LlavaOnevisionImageProcessorPil(size=size, image_grid_pinpoints=config.image_grid_pinpoints),
         video_processor=TorchLlavaOnevisionVideoProcessor(size=size),
         tokenizer=build_tokenizer(),
@@ -237,7 +237,7 @@ def load_llava_onevision_processor(source: str, *, local_files_only: bool = Fals
         with open(path) as f:
             options = {k: v for k, v in json.load(f).items() if not isinstance(v, dict)}
     tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-    return _processor_class()(
+    return processor_class()(
         image_processor=AutoImageProcessor.from_pretrained(source, **kw),
         video_processor=TorchLlavaOnevisionVideoProcessor.from_pretrained(source, **kw),
         tokenizer=tokenizer,

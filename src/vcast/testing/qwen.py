@@ -192,7 +192,6 @@ def processor_class(model_type: str):
     return type(base.__name__, (_VideoProcessorCheck, base), {"__module__": __name__, "__doc__": base.__doc__})
 
 
-_processor_class = processor_class  # older name, used by vcast.cli.model
 
 
 def build_tokenizer():

@@ -1,0 +1,7 @@
+"""An accuracy proxy: a small Qwen3-VL trained from scratch on verifiable video questions.
+
+- :mod:`vcast.proxy.tasks`: the seeded question generator (6 families, disjoint splits).
+- :mod:`vcast.proxy.model`: config, tokenizer, processor, load/save of the committed weights.
+- :mod:`vcast.proxy.train`: the deterministic CPU training loop behind ``vcast proxy train``.
+- :mod:`vcast.proxy.evaluate`: accuracy per family, unpruned and through ``vcast.apply`` per method.
+"""

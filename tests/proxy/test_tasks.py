@@ -1,0 +1,74 @@
+"""The question generator: determinism, disjoint splits, balanced families, valid answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vcast.errors import InputError
+from vcast.proxy import tasks
+
+
+def test_same_split_seed_index_gives_the_same_clip() -> None:
+    a, b = tasks.make_clip("train", 3, 7), tasks.make_clip("train", 3, 7)
+    assert np.array_equal(a.frames, b.frames) and (a.question, a.answer, a.evidence) == (b.question, b.answer,
+                                                                                        b.evidence)
+
+
+def test_splits_and_seeds_give_different_clips() -> None:
+    base = tasks.make_clip("test", 0, 0).frames
+    assert not np.array_equal(base, tasks.make_clip("test", 1, 0).frames)
+    assert not np.array_equal(base, tasks.make_clip("val", 0, 0).frames)
+    assert not np.array_equal(base, tasks.make_clip("train", 0, 0).frames)
+
+
+def test_split_photos_are_disjoint_and_load_offline() -> None:
+    names = [set(v) for v in tasks.SPLIT_PHOTOS.values()]
+    assert all(not (a & b) for i, a in enumerate(names) for b in names[i + 1:])
+    for split in tasks.SPLIT_PHOTOS.values():
+        for name in split:
+            img = tasks.photo(name)
+            assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 300
+
+
+def test_split_is_balanced_and_answers_are_valid() -> None:
+    clips = tasks.make_split("val", 0, 24)
+    assert [c.family for c in clips] == list(tasks.FAMILIES) * 4
+    for c in clips:
+        assert c.frames.shape == (tasks.NUM_FRAMES, tasks.FRAME_SIZE, tasks.FRAME_SIZE, 3)
+        assert c.frames.dtype == np.uint8
+        assert c.answer in tasks.ANSWERS[c.family]
+        assert all(0 <= f < tasks.NUM_FRAMES for f in c.evidence)
+        if c.family == "order":
+            assert c.answer in c.question.split()
+
+
+def test_answers_cover_each_family_answer_set() -> None:
+    clips = [tasks.make_clip("train", 0, i, family=f) for f in ("needle", "cuts", "where") for i in range(40)]
+    for fam in ("needle", "cuts", "where"):
+        assert {c.answer for c in clips if c.family == fam} == set(tasks.ANSWERS[fam])
+
+
+def test_cut_count_matches_frame_jumps() -> None:
+    for i in range(12):
+        c = tasks.make_clip("test", 0, i, family="cuts")
+        jumps = np.abs(np.diff(c.frames.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
+        assert int(c.answer) == len(c.evidence)
+        for f in c.evidence:  # a cut at frame f: f odd (inside a temporal patch), a big jump into it
+            assert f % 2 == 1 and jumps[f - 1] > 3 * np.median(jumps)
+
+
+def test_needle_is_visible_in_exactly_its_frame() -> None:
+    c = tasks.make_clip("val", 0, 0, family="needle")
+    (f,) = c.evidence
+    diff = np.abs(np.diff(c.frames.astype(np.int16), axis=0)).sum(axis=(1, 2, 3))
+    assert diff.argmax() in (f - 1, f)
+
+
+@pytest.mark.parametrize("kwargs", [dict(split="nope", seed=0, index=0), dict(split="test", seed=-1, index=0),
+                                    dict(split="test", seed=0, index=0, family="nope")])
+def test_bad_arguments_raise_input_error(kwargs) -> None:
+    with pytest.raises(InputError):
+        tasks.make_clip(**kwargs)
+    with pytest.raises(InputError):
+        tasks.make_split("test", 0, 0)
