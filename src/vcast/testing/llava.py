@@ -1,7 +1,7 @@
 """A tiny random-weight LLaVA-OneVision (SigLIP tower + Qwen2 LLM) and a working offline processor.
 
 Everything is built from configs in code: no download, no files. The processor is transformers'
-``LlavaOnevisionProcessor`` (only its sub-processor class check relaxed, see ``_VideoProcessorCheck``)
+``LlavaOnevisionProcessor`` (only its sub-processor class check relaxed, see ``VideoProcessorCheck``)
 with the LLaVA-OneVision image processor (PIL backend) and video processor, scaled down to 64x64
 frames, and a byte-level BPE tokenizer built with the ``tokenizers`` library (every byte is a
 token, so any prompt encodes and decodes losslessly) plus the chat special tokens and the
@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from transformers.image_utils import ChannelDimension, PILImageResampling
 from transformers.models.llava_onevision.video_processing_llava_onevision import LlavaOnevisionVideoProcessor
 from transformers.video_utils import convert_to_rgb
+
+from vcast.testing._processor_check import VideoProcessorCheck
 
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
@@ -94,28 +96,11 @@ class TorchLlavaOnevisionVideoProcessor(LlavaOnevisionVideoProcessor):
         return image.sub_(mean).div_(std) if inplace else (image - mean) / std
 
 
-class _VideoProcessorCheck:
-    """Lets ``LlavaOnevisionProcessor`` accept :class:`TorchLlavaOnevisionVideoProcessor` without torchvision.
-
-    ``ProcessorMixin.__init__`` resolves the expected base class through ``transformers.VideoProcessorMixin``,
-    which transformers only exports when torchvision is installed; this checks against the class itself.
-    """
-
-    def check_argument_for_proper_class(self, argument_name, argument):
-        if argument_name == "video_processor":
-            from transformers.video_processing_utils import VideoProcessorMixin
-
-            if not isinstance(argument, VideoProcessorMixin):
-                raise TypeError(f"video_processor must be a VideoProcessorMixin, got {type(argument).__name__}")
-            return VideoProcessorMixin
-        return super().check_argument_for_proper_class(argument_name, argument)
-
-
 def processor_class():
-    """``LlavaOnevisionProcessor`` with :class:`_VideoProcessorCheck` mixed in."""
+    """``LlavaOnevisionProcessor`` with :class:`VideoProcessorCheck` mixed in."""
     from transformers import LlavaOnevisionProcessor
 
-    return type("LlavaOnevisionProcessor", (_VideoProcessorCheck, LlavaOnevisionProcessor),
+    return type("LlavaOnevisionProcessor", (VideoProcessorCheck, LlavaOnevisionProcessor),
                 {"__module__": __name__, "__doc__": LlavaOnevisionProcessor.__doc__})
 
 
@@ -174,7 +159,7 @@ def tiny_llava_onevision_processor(config=None):
     """A ``LlavaOnevisionProcessor`` for ``config`` (default :func:`tiny_llava_onevision_config`).
 
     It is transformers' class with one override: the sub-processor class check accepts the torch-only
-    video processor (see :class:`_VideoProcessorCheck`).
+    video processor (see :class:`VideoProcessorCheck`).
     """
     from transformers import LlavaOnevisionImageProcessorPil
 

@@ -31,6 +31,8 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 from transformers.video_utils import convert_to_rgb
 
+from vcast.testing._processor_check import VideoProcessorCheck
+
 QWEN_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl")
 
 SPECIAL_TOKENS = (
@@ -166,30 +168,13 @@ class TorchQwen2VLVideoProcessor(TorchQwen3VLVideoProcessor):
         return -(-num_frames // tps) * (h // patch) * (w // patch)
 
 
-class _VideoProcessorCheck:
-    """Accept the torch-only video processors without consulting transformers' torchvision-gated registry.
-
-    ``ProcessorMixin.__init__`` looks the expected base class up through ``transformers.VideoProcessorMixin``,
-    which transformers only exports when torchvision is installed; this checks against the class itself.
-    """
-
-    def check_argument_for_proper_class(self, argument_name, argument):
-        if argument_name == "video_processor":
-            from transformers.video_processing_utils import VideoProcessorMixin
-
-            if not isinstance(argument, VideoProcessorMixin):
-                raise TypeError(f"video_processor must be a VideoProcessorMixin, got {type(argument).__name__}")
-            return VideoProcessorMixin
-        return super().check_argument_for_proper_class(argument_name, argument)
-
-
 def processor_class(model_type: str):
     """The real Qwen processor class of ``model_type``, accepting the torch-only video processors."""
     import transformers as tf
 
     base = {"qwen3_vl": tf.Qwen3VLProcessor, "qwen3_vl_moe": tf.Qwen3VLProcessor,
             "qwen2_5_vl": tf.Qwen2_5_VLProcessor, "qwen2_vl": tf.Qwen2VLProcessor}[model_type]
-    return type(base.__name__, (_VideoProcessorCheck, base), {"__module__": __name__, "__doc__": base.__doc__})
+    return type(base.__name__, (VideoProcessorCheck, base), {"__module__": __name__, "__doc__": base.__doc__})
 
 
 
