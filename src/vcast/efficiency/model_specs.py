@@ -291,9 +291,8 @@ def spec_from_hf_config(config: Any, name: str | None = None) -> ModelSpec:
         moe_intermediate=int(getattr(tc, "moe_intermediate_size", 0) or 0) if experts else 0,
     )
     name = name or f"{mt}-custom"
-    if mt in ("qwen3_vl", "qwen3_vl_moe"):
-        vision = VisionSpec(
-            kind="qwen3_vl",
+    if mt in ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl"):  # these vision configs share field names
+        qwen_vision = dict(
             depth=vc.depth,
             hidden=vc.hidden_size,
             intermediate=vc.intermediate_size,
@@ -302,27 +301,16 @@ def spec_from_hf_config(config: Any, name: str | None = None) -> ModelSpec:
             out_hidden=vc.out_hidden_size,
             temporal_patch_size=vc.temporal_patch_size,
             spatial_merge_size=vc.spatial_merge_size,
-            deepstack=tuple(vc.deepstack_visual_indexes),
             in_channels=vc.in_channels,
         )
+    if mt in ("qwen3_vl", "qwen3_vl_moe"):
+        vision = VisionSpec(kind="qwen3_vl", deepstack=tuple(vc.deepstack_visual_indexes), **qwen_vision)
         return ModelSpec(
             name=name, hf_id="", vision=vision, text=text, text_tokens_per_group=8, extra_video_tokens=0
         )
     if mt == "qwen2_5_vl":
-        vision = VisionSpec(
-            kind="qwen2_5_vl",
-            depth=vc.depth,
-            hidden=vc.hidden_size,
-            intermediate=vc.intermediate_size,
-            heads=vc.num_heads,
-            patch_size=vc.patch_size,
-            out_hidden=vc.out_hidden_size,
-            temporal_patch_size=vc.temporal_patch_size,
-            spatial_merge_size=vc.spatial_merge_size,
-            window_size=vc.window_size,
-            fullatt_blocks=tuple(vc.fullatt_block_indexes),
-            in_channels=vc.in_channels,
-        )
+        vision = VisionSpec(kind="qwen2_5_vl", window_size=vc.window_size,
+                            fullatt_blocks=tuple(vc.fullatt_block_indexes), **qwen_vision)
         blocks = ", ".join(map(str, vision.fullatt_blocks))
         return ModelSpec(
             name=name, hf_id="", vision=vision, text=text, early_pruning=_WINDOWED.format(blocks=blocks)
