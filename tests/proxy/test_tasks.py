@@ -72,3 +72,53 @@ def test_bad_arguments_raise_input_error(kwargs) -> None:
         tasks.make_clip(**kwargs)
     with pytest.raises(InputError):
         tasks.make_split("test", 0, 0)
+
+
+def test_first_label_marks_the_earlier_object_of_an_order_clip() -> None:
+    for i in range(6):
+        c = tasks.make_clip("test", 0, i, family="order")
+        what, first = c.labels[..., 0], c.labels[..., 3]
+        assert c.labels.shape == (tasks.NUM_FRAMES // 2, 4, 4, 4)
+        answer_class = 1 + tasks.SHAPES.index(c.answer)
+        assert set(np.unique(first[what == answer_class])) == {1}
+        other = (what > 0) & (what != answer_class)
+        assert other.any() and set(np.unique(first[other])) == {2}
+        assert not first[what == 0].any()
+
+
+def test_single_object_families_mark_their_object_first() -> None:
+    for fam in ("needle", "motion", "where"):
+        c = tasks.make_clip("val", 0, 1, family=fam)
+        what, first = c.labels[..., 0], c.labels[..., 3]
+        assert (first[what > 0] == 1).all() and (what > 0).any()
+
+
+def test_only_the_train_split_is_recoloured(monkeypatch) -> None:
+    calls: list[int] = []
+    real = tasks._recolour
+    monkeypatch.setattr(tasks, "_recolour", lambda rng, pic: calls.append(1) or real(rng, pic))
+    for split in ("val", "test"):
+        tasks.make_split(split, 0, 12)
+    assert not calls
+    tasks.make_split("train", 0, 12)
+    assert calls
+
+
+def test_recolour_keeps_shape_range_and_dtype() -> None:
+    rng = np.random.default_rng(0)
+    pic = rng.uniform(size=(40, 40, 3)).astype(np.float32)
+    for _ in range(20):
+        out = tasks._recolour(rng, pic)
+        assert out.shape == pic.shape and out.dtype == np.float32
+        assert out.min() >= 0.0 and out.max() <= 1.0 and out.flags.c_contiguous
+
+
+def test_make_split_cycles_the_given_families() -> None:
+    fams = ("where", "motion", "where")
+    clips = tasks.make_split("train", 0, 6, families=fams)
+    assert [c.family for c in clips] == list(fams) * 2
+    assert tasks.make_split("val", 0, 6)[2].frames.tobytes() == tasks.make_clip("val", 0, 2).frames.tobytes()
+    with pytest.raises(InputError):
+        tasks.make_split("train", 0, 6, families=("nope",))
+    with pytest.raises(InputError):
+        tasks.make_split("train", 0, 6, families=())

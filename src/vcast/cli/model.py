@@ -277,6 +277,13 @@ def viz(
     typer.echo(f"wrote {out}: {sel.num_kept}/{total} tokens kept, per time step {sel.frame_budget.tolist()}")
 
 
+def _busiest(sel, cuts: list[int]) -> str:
+    """The frames with the largest budgets (as many as there are cuts), and whether they sit at the cuts."""
+    busiest = sorted(int(i) for i in sel.frame_budget.topk(len(cuts)).indices)
+    at_cuts = all(any(b in (c - 1, c) for c in cuts) for b in busiest)
+    return f"{busiest}{', at the cuts' if at_cuts else ''}"
+
+
 def _tflops(x: float) -> str:
     return f"{x / 1e12:.2f} TFLOPs"
 
@@ -328,10 +335,12 @@ def demo(
         title=f"pixel features in place of a trained encoder: {method} kept {px_sel.num_kept}/"
               f"{px_sel.num_frames * px_sel.tokens_per_frame} tokens ({px_sel.retain_ratio:.0%}); "
               f"hard cuts at {', '.join(f'{c / fps:g}s' for c in cuts)}")
-    busiest = sorted(int(i) for i in px_sel.frame_budget.topk(len(cuts)).indices)
-    at_cuts = all(any(b in (c - 1, c) for c in cuts) for b in busiest)
     typer.echo(f"   wrote {px_png}: the same clip on {px_grid[0]}x{px_grid[1]} pixel-feature tokens; the "
-               f"largest budgets go to frames {busiest}{', at the cuts' if at_cuts else ''}")
+               f"largest budgets go to frames {_busiest(px_sel, cuts)}")
+    if method == "vcast":
+        robust, _ = pixel_selection(frames, retain_ratio, "vcast-robust")
+        typer.echo(f"   (the paper's angle curvature is 1 at the first and last frame by definition; "
+                   f"vcast-robust's largest budgets go to frames {_busiest(robust, cuts)})")
 
     r = compare(FLOPS_MODEL, frames=len(frames), height=frames.shape[1], width=frames.shape[2],
                 retain_ratio=retain_ratio)

@@ -1,7 +1,7 @@
 """The proxy Video LLM: transformers' own ``Qwen3VLForConditionalGeneration`` at a small size.
 
 Nothing here re-implements the model: :func:`build_config` is a ``Qwen3VLConfig`` (a 2-block vision
-tower with deepstack, a 2-layer Qwen3 LLM with interleaved MRoPE), and inputs go through the real
+tower with deepstack, a 3-layer Qwen3 LLM with interleaved MRoPE), and inputs go through the real
 ``Qwen3VLProcessor`` (with the real ``Qwen3VLVideoProcessor`` pixel pipeline run in plain torch, see
 :mod:`vcast.testing.qwen`) and a tiny word-level tokenizer built in code.
 
@@ -85,17 +85,17 @@ def build_config(**overrides: Any):
     """The proxy's ``Qwen3VLConfig``.
 
     Defaults: vision tower 2 blocks, width 64, 4 heads, deepstack from block 0, 64 learned position
-    embeddings (an 8x8 grid); LLM 2 layers, width 128, 4 heads of 32 (2 KV heads), MRoPE sections
-    ``[6, 5, 5]`` interleaved. ``overrides`` may set ``vision_<field>`` / ``text_<field>`` entries.
+    embeddings (an 8x8 grid); LLM 3 layers, width 128, 8 heads of 16 (4 KV heads), MRoPE sections
+    ``[3, 3, 2]`` interleaved (0.83 M parameters in all). ``overrides`` may set ``vision_<field>`` / ``text_<field>`` entries.
     """
     from transformers import Qwen3VLConfig
 
     vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=PATCH_SIZE,
                   temporal_patch_size=TEMPORAL_PATCH, spatial_merge_size=MERGE_SIZE, in_channels=3,
                   num_position_embeddings=64, deepstack_visual_indexes=[0])
-    text = dict(vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=1024,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [6, 5, 5],
+    text = dict(vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                num_attention_heads=8, num_key_value_heads=4, head_dim=16, max_position_embeddings=1024,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [3, 3, 2],
                                  "mrope_interleaved": True},
                 pad_token_id=TOKEN_ID["<|endoftext|>"], eos_token_id=TOKEN_ID["<|endoftext|>"], bos_token_id=None)
     for key, value in overrides.items():

@@ -59,7 +59,8 @@ SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 # Disjoint source photos per split (``cat`` is the same picture as ``chelsea``, so only one is used).
 SPLIT_PHOTOS = {
     "train": ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "brick", "grass",
-              "clock", "cell", "page"),
+              "clock", "cell", "page", "colorwheel", "stereo_motorcycle", "horse", "logo", "checkerboard",
+              "binary_blobs", "shepp_logan_phantom"),
     "val": ("camera", "moon", "text"),
     "test": ("chelsea", "coins", "retina", "gravel"),
 }
@@ -81,8 +82,8 @@ class Clip:
         question: the question text (words of the proxy tokenizer's vocabulary).
         answer: the one-token answer, one of ``ANSWERS[family]``.
         evidence: frame indices where the answer's evidence is visible.
-        labels: ``uint8[T/2, G, G, 3]`` per-token training targets (see ``_token_labels``): what the
-            token shows, its motion, whether its temporal patch holds a cut.
+        labels: ``uint8[T/2, G, G, 4]`` per-token training targets (see ``_token_labels``): what the
+            token shows, its motion, whether its temporal patch holds a cut, whether its object came first.
     """
 
     frames: np.ndarray
@@ -99,7 +100,13 @@ def photo(name: str) -> np.ndarray:
     import skimage.data
     from PIL import Image
 
-    img = np.asarray(getattr(skimage.data, name)())
+    img = getattr(skimage.data, name)()
+    if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
+        img = img[0]
+    img = np.asarray(img)
+    if img.dtype != np.uint8:  # bool masks and float phantoms: stretch to 0..255
+        img = img.astype(np.float64)
+        img = (img - img.min()) / max(float(np.ptp(img)), 1e-12) * 255.0
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     img = Image.fromarray(img[..., :3].astype(np.uint8))
@@ -110,15 +117,16 @@ def photo(name: str) -> np.ndarray:
     return out
 
 
-def _view(rng: np.random.Generator, name: str, offsets: np.ndarray) -> np.ndarray:
+def _view(rng: np.random.Generator, name: str, offsets: np.ndarray, augment: bool = False) -> np.ndarray:
     """``float32[T, S, S, 3]`` in [0, 1]: a camera looking at photo ``name``, moved by ``offsets``.
 
     Args:
         offsets: ``int[T, 2]`` (dy, dx) camera displacement per frame in output pixels, centred on 0.
+        augment: also recolour and rotate the photo (:func:`_recolour`; the train split only).
     """
     margin = int(np.abs(offsets).max()) + 1
     need = FRAME_SIZE + 2 * margin
-    pic = _plain(rng, need) if name == PLAIN else _photo_crop(rng, photo(name), need)
+    pic = _plain(rng, need) if name == PLAIN else _photo_crop(rng, photo(name), need, augment)
     corners = (offsets + margin).tolist()
     return np.stack([pic[y:y + FRAME_SIZE, x:x + FRAME_SIZE] for y, x in corners])
 
@@ -131,7 +139,7 @@ def _plain(rng: np.random.Generator, side: int) -> np.ndarray:
     return np.clip(pic, 0.0, 1.0)
 
 
-def _photo_crop(rng: np.random.Generator, src: np.ndarray, need: int) -> np.ndarray:
+def _photo_crop(rng: np.random.Generator, src: np.ndarray, need: int, augment: bool = False) -> np.ndarray:
     """``float32[need, need, 3]``: a random zoom, flip, colour change and crop of photo ``src``."""
     from PIL import Image
 
@@ -150,7 +158,30 @@ def _photo_crop(rng: np.random.Generator, src: np.ndarray, need: int) -> np.ndar
         pic = np.repeat(pic.mean(axis=2, keepdims=True), 3, axis=2)
     pic = np.clip(pic * rng.uniform(0.75, 1.2, size=3).astype(np.float32) + np.float32(rng.uniform(-0.08, 0.08)),
                   0.0, 1.0)
-    return pic
+    return _recolour(rng, pic) if augment else pic
+
+
+def _recolour(rng: np.random.Generator, pic: np.ndarray) -> np.ndarray:
+    """Train-split augmentation of ``float32[S, S, 3]``: a quarter turn (half the time) and, 70% of the
+    time, a hue rotation (about the grey axis), a chroma scale and a colour tint (which also colours
+    grey photos).
+
+    The few bundled photos cover few colours (the test photos include a red retina and an orange cat,
+    on which a model trained on the plain photos mistook the red circle for a triangle); recolouring
+    puts every background colour behind every shape in training.
+    """
+    if rng.random() < 0.5:
+        pic = np.rot90(pic, k=int(rng.integers(1, 4)))
+    if rng.random() < 0.7:
+        theta = rng.uniform(0.0, 2.0 * np.pi)
+        u = np.full(3, 1.0 / np.sqrt(3.0))
+        cross = np.array([[0.0, -u[2], u[1]], [u[2], 0.0, -u[0]], [-u[1], u[0], 0.0]])
+        rot = np.cos(theta) * np.eye(3) + np.sin(theta) * cross + (1.0 - np.cos(theta)) * np.outer(u, u)
+        tint = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.0, 0.6), 1.0))
+        grey = pic.mean(axis=2, keepdims=True)
+        pic = grey + (pic - grey) @ (rot.T * rng.uniform(0.7, 1.5)).astype(np.float32)
+        pic = np.clip(pic * (tint / tint.mean()).astype(np.float32), 0.0, 1.0)
+    return np.ascontiguousarray(pic, dtype=np.float32)
 
 
 def _camera_path(rng: np.random.Generator, t: int, pan: bool, shake: float = 0.0) -> np.ndarray:
@@ -199,13 +230,13 @@ def _place(rng: np.random.Generator, r: float) -> tuple[float, float]:
     return float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
 
 
-def _shot(rng: np.random.Generator, photos: tuple[str, ...], shake: float = 0.0) -> np.ndarray:
+def _shot(rng: np.random.Generator, photos: tuple[str, ...], augment: bool, shake: float = 0.0) -> np.ndarray:
     path = _camera_path(rng, NUM_FRAMES, pan=rng.random() < 0.5, shake=shake)
-    return _view(rng, photos[rng.integers(len(photos))], path)
+    return _view(rng, photos[rng.integers(len(photos))], path, augment)
 
 
-def _needle(rng, photos, tags, shake: float = 0.0):
-    frames = _shot(rng, photos, shake)
+def _needle(rng, photos, tags, augment, shake: float = 0.0):
+    frames = _shot(rng, photos, augment, shake)
     answer = SHAPES[rng.integers(4)]
     f = int(rng.integers(NUM_FRAMES))
     r = rng.uniform(8.0, 10.0)
@@ -213,7 +244,7 @@ def _needle(rng, photos, tags, shake: float = 0.0):
     return frames, answer, (f,)
 
 
-def _cuts(rng, photos, tags):
+def _cuts(rng, photos, tags, augment):
     k = int(rng.integers(4))
     bounds = np.sort(rng.choice(np.arange(1, NUM_FRAMES, 2), size=k, replace=False)).tolist()
     edges = [0, *bounds, NUM_FRAMES]
@@ -222,12 +253,12 @@ def _cuts(rng, photos, tags):
     for a, b in zip(edges[:-1], edges[1:]):
         choices = [p for p in photos if p != prev] or list(photos)
         prev = choices[rng.integers(len(choices))]
-        frames[a:b] = _view(rng, prev, _camera_path(rng, NUM_FRAMES, pan=rng.random() < 0.5)[a:b])
+        frames[a:b] = _view(rng, prev, _camera_path(rng, NUM_FRAMES, pan=rng.random() < 0.5)[a:b], augment)
     return frames, COUNTS[k], tuple(bounds)
 
 
-def _motion(rng, photos, tags):
-    frames = _shot(rng, photos)
+def _motion(rng, photos, tags, augment):
+    frames = _shot(rng, photos, augment)
     d = int(rng.integers(4))
     r, speed = rng.uniform(8.0, 11.0), rng.uniform(5.5, 6.5)  # px per frame: it crosses most of the frame
     travel = speed * (NUM_FRAMES - 1)
@@ -245,8 +276,8 @@ def _motion(rng, photos, tags):
     return frames, DIRECTIONS[d], tuple(range(NUM_FRAMES))
 
 
-def _order(rng, photos, tags):
-    frames = _shot(rng, photos)
+def _order(rng, photos, tags, augment):
+    frames = _shot(rng, photos, augment)
     first, second = (SHAPES[i] for i in rng.choice(4, size=2, replace=False))
     d1, d2, gap = int(rng.integers(2, 5)), int(rng.integers(2, 5)), int(rng.integers(1, 7))
     s1 = int(rng.integers(0, NUM_FRAMES - (d1 + gap + d2) + 1))
@@ -262,8 +293,8 @@ def _order(rng, photos, tags):
     return frames, first, evidence, named
 
 
-def _where(rng, photos, tags):
-    frames = _shot(rng, photos)
+def _where(rng, photos, tags, augment):
+    frames = _shot(rng, photos, augment)
     q = int(rng.integers(4))
     half = FRAME_SIZE // 2
     cy = (half if q >= 2 else 0) + rng.uniform(14, half - 14)
@@ -293,32 +324,36 @@ def make_clip(split: str, seed: int, index: int, family: str | None = None, plai
         raise InputError(f"unknown family {family!r}; expected one of {FAMILIES}")
     rng = np.random.default_rng([SPLIT_CODE[split], int(seed), int(index), FAMILIES.index(family)])
     photos = (PLAIN,) if plain else SPLIT_PHOTOS[split]
+    augment = split == "train"
     question = QUESTIONS[family]
     tags = np.zeros((NUM_FRAMES, FRAME_SIZE, FRAME_SIZE), dtype=np.int8)
     if family == "needle":
-        frames, answer, evidence = _needle(rng, photos, tags)
+        frames, answer, evidence = _needle(rng, photos, tags, augment)
     elif family == "shake":
-        frames, answer, evidence = _needle(rng, photos, tags, shake=rng.uniform(4.0, 8.0))
+        frames, answer, evidence = _needle(rng, photos, tags, augment, shake=rng.uniform(4.0, 8.0))
     elif family == "cuts":
-        frames, answer, evidence = _cuts(rng, photos, tags)
+        frames, answer, evidence = _cuts(rng, photos, tags, augment)
     elif family == "motion":
-        frames, answer, evidence = _motion(rng, photos, tags)
+        frames, answer, evidence = _motion(rng, photos, tags, augment)
     elif family == "order":
-        frames, answer, evidence, named = _order(rng, photos, tags)
+        frames, answer, evidence, named = _order(rng, photos, tags, augment)
         question = question.format(*named)
     else:
-        frames, answer, evidence = _where(rng, photos, tags)
+        frames, answer, evidence = _where(rng, photos, tags, augment)
     pixels = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return Clip(frames=pixels, family=family, question=question, answer=answer, evidence=evidence,
                 labels=_token_labels(tags, family, answer, evidence))
 
 
 def _token_labels(tags: np.ndarray, family: str, answer: str, evidence: tuple[int, ...]) -> np.ndarray:
-    """``uint8[T/2, G, G, 3]`` per LLM token (temporal patch, 32-px cell): (what, motion, cut).
+    """``uint8[T/2, G, G, 4]`` per LLM token (temporal patch, 32-px cell): (what, motion, cut, first).
 
     ``what``: the shape class (1-4) or flash (5) covering most of the cell's pixels over the patch's
     two frames (at least :data:`_MIN_TAG_PIXELS`), else 0. ``motion``: 1 + direction on the moving
     shape's cells (motion family), else 0. ``cut``: 1 on every cell of a temporal patch holding a cut.
+    ``first``: on cells showing an object, 1 if that object is (one of) the clip's earliest to appear,
+    2 if another object appeared in an earlier temporal patch; 0 elsewhere. Only a model that looks
+    back in time can tell 1 from 2 (the ``order`` family's evidence).
     """
     g = FRAME_SIZE // TOKEN_PX
     blocks = tags.reshape(NUM_FRAMES // 2, 2, g, TOKEN_PX, g, TOKEN_PX)
@@ -329,15 +364,27 @@ def _token_labels(tags: np.ndarray, family: str, answer: str, evidence: tuple[in
     cut = np.zeros_like(what)
     if family == "cuts":
         cut[[f // 2 for f in evidence]] = 1
-    return np.stack([what, motion, cut], axis=-1).astype(np.uint8)
+    patches = np.arange(what.shape[0])[:, None, None]
+    onset = {c: int(patches[..., 0, 0][(what == c).any(axis=(1, 2))].min()) for c in np.unique(what[what > 0])}
+    earliest = min(onset.values(), default=0)
+    first = np.zeros_like(what)
+    for c, t in onset.items():
+        first[what == c] = 1 if t == earliest else 2
+    return np.stack([what, motion, cut, first], axis=-1).astype(np.uint8)
 
 
-def make_split(split: str, seed: int, size: int, start: int = 0, plain_fraction: float = 0.0) -> list[Clip]:
-    """``size`` clips ``start .. start+size-1`` of ``split`` (families balanced when ``size % 6 == 0``).
+def make_split(split: str, seed: int, size: int, start: int = 0, plain_fraction: float = 0.0,
+               families: tuple[str, ...] = FAMILIES) -> list[Clip]:
+    """``size`` clips ``start .. start+size-1`` of ``split``; clip ``i`` is family ``families[i % len(families)]``
+    (balanced when ``size`` is a multiple of ``len(families)``; training repeats some families, see
+    :data:`vcast.proxy.train.TRAIN_FAMILIES`).
 
     ``plain_fraction``: the share of clips (chosen by a fixed hash of the index) on flat backgrounds.
     """
     if size <= 0:
         raise InputError(f"size must be > 0, got {size}")
-    return [make_clip(split, seed, i, plain=(i * 2654435761 % 4096) / 4096 < plain_fraction)
+    if not families or any(f not in FAMILIES for f in families):
+        raise InputError(f"families must be a non-empty tuple of {FAMILIES}, got {families!r}")
+    return [make_clip(split, seed, i, family=families[i % len(families)],
+                      plain=(i * 2654435761 % 4096) / 4096 < plain_fraction)
             for i in range(start, start + size)]
