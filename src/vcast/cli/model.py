@@ -281,7 +281,7 @@ def _busiest(sel, cuts: list[int]) -> str:
     """The frames with the largest budgets (as many as there are cuts), and whether they sit at the cuts."""
     busiest = sorted(int(i) for i in sel.frame_budget.topk(len(cuts)).indices)
     at_cuts = all(any(b in (c - 1, c) for c in cuts) for b in busiest)
-    return f"{busiest}{', at the cuts' if at_cuts else ''}"
+    return f"{busiest}{', each at a cut' if at_cuts else ''}"
 
 
 def _tflops(x: float) -> str:
