@@ -94,13 +94,17 @@ class Clip:
     labels: np.ndarray | None = None
 
 
+# Loader arguments: ``binary_blobs`` draws new blobs on every call unless its generator is seeded.
+_PHOTO_ARGS = {"binary_blobs": {"rng": 0}}
+
+
 @cache
 def photo(name: str) -> np.ndarray:
     """``uint8[H, W, 3]``: scikit-image sample ``name`` as RGB, its shorter side resized to 320 px."""
     import skimage.data
     from PIL import Image
 
-    img = getattr(skimage.data, name)()
+    img = getattr(skimage.data, name)(**_PHOTO_ARGS.get(name, {}))
     if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
         img = img[0]
     img = np.asarray(img)
