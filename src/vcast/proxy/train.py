@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from vcast.core.selection import Selection
 from vcast.errors import ConfigError
+from vcast.methods._common import make_selection, mask_to_index
 from vcast.proxy import tasks
 from vcast.proxy.model import answer_ids, build_model, build_processor, encode
 
@@ -138,17 +139,8 @@ def _drop_selections(rng: np.random.Generator, what: np.ndarray, min_ratio: floa
     order = np.argsort(-(rng.random((b, t, n)) + (what > 0)), axis=-1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(n)[None, None, :].repeat(b, 0).repeat(t, 1), axis=-1)
-    out = []
-    for i in range(b):
-        mask = torch.from_numpy(ranks[i] < keep[i])
-        out.append(Selection(keep_index=mask.reshape(-1).nonzero().squeeze(1), frame_budget=mask.sum(1),
-                             curvature=torch.zeros(t), num_frames=t, tokens_per_frame=n))
-    return out
-
-
-def _full_selections(b: int, t: int, n: int) -> list[Selection]:
-    return [Selection(keep_index=torch.arange(t * n), frame_budget=torch.full((t,), n), curvature=torch.zeros(t),
-                      num_frames=t, tokens_per_frame=n) for _ in range(b)]
+    masks = torch.from_numpy(ranks < keep[:, None, None])  # [B, T, N]
+    return [make_selection(mask_to_index(m, t * int(k)), m.sum(1), t, n) for m, k in zip(masks, keep)]
 
 
 def _batches(cfg: TrainConfig, processor, stop: threading.Event, out: queue.Queue) -> None:
@@ -164,8 +156,8 @@ def _batches(cfg: TrainConfig, processor, stop: threading.Event, out: queue.Queu
         labels = torch.cat([labels, quadrant[..., None]], dim=-1).reshape(-1, labels.shape[-1] + 1)
         rng = np.random.default_rng([cfg.seed, step, 7])
         drop = rng.random() < cfg.drop_steps
-        selections = _drop_selections(rng, what, cfg.drop_min_ratio) if drop else _full_selections(*what.shape)
-        item = (encode(processor, clips), answer_ids(clips), labels, drop, selections)
+        selections = _drop_selections(rng, what, cfg.drop_min_ratio) if drop else None
+        item = (encode(processor, clips), answer_ids(clips), labels, selections)
         while not stop.is_set():
             try:
                 out.put(item, timeout=0.5)
@@ -188,16 +180,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None,
         the trained ``Qwen3VLForConditionalGeneration`` in eval mode (real ``Conv3d`` restored) and a
         dict with the config, per-step losses, wall time and steps per second.
     """
-    from vcast.api import apply
+    from vcast.api import enabled
 
     processor = build_processor()
     model = build_model(seed=cfg.seed, **model_overrides).train()
     _swap_patch_conv(model, _PatchMatmul)
-    # Token dropout runs through vcast's own Qwen3-VL adapter (pruned sequence, original MRoPE
-    # positions, deepstack rows), with this instance's selection step fed the step's selections.
-    dropout = apply(model, method="random")
-    current: list[list[Selection]] = [[]]
-    dropout.adapter.select = lambda features, grids=None: current[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
         width = model.config.text_config.hidden_size
@@ -224,17 +211,23 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None,
     t0 = time.perf_counter()
     try:
         for step in range(cfg.steps):
-            batch, target, labels, dropped, current[0] = feed.get()
+            batch, target, labels, selections = feed.get()
             for group in opt.param_groups:
                 group["lr"] = group["peak_lr"] * _lr_scale(step, cfg)
             video = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"],
                                                    return_dict=True)
             text = {k: v for k, v in batch.items() if k != "pixel_values_videos"}
-            out = model(**text, mm_encoder_outputs={"video": video}, logits_to_keep=1, output_hidden_states=True)
+            if selections is None:
+                out = model(**text, mm_encoder_outputs={"video": video}, logits_to_keep=1, output_hidden_states=True)
+            else:  # token dropout through vcast's own adapter (pruned sequence, original MRoPE positions,
+                # deepstack rows), this instance's selection step fed the step's selections
+                with enabled(model, method="random") as handle:
+                    handle.adapter.select = lambda features, grids=None, chosen=selections: chosen
+                    out = model(**text, mm_encoder_outputs={"video": video}, logits_to_keep=1)
             answer_loss = F.cross_entropy(out.logits[:, -1].float(), target)
             aux = aux_head(torch.cat(video.pooler_output)).float().split(AUX_CLASSES, dim=-1)
             aux_loss = sum(F.cross_entropy(a, labels[:, c]) for c, a in zip(vision_cols, aux))
-            if not dropped:  # (with dropout the hidden states no longer line up with ``labels``)
+            if selections is None:  # (with dropout the hidden states no longer line up with ``labels``)
                 first = order_head(out.hidden_states[1][batch["input_ids"] == video_token]).float()
                 aux_loss = aux_loss + F.cross_entropy(first, labels[:, _FIRST])
             loss = answer_loss + cfg.aux_weight * aux_loss
@@ -249,7 +242,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None,
     finally:
         stop.set()
         producer.join()
-        dropout.remove()
     wall = time.perf_counter() - t0
     _swap_patch_conv(model, torch.nn.Conv3d)
     model.eval()
