@@ -4,6 +4,9 @@ The committed weights in ``vcast/data/proxy/`` were produced by::
 
     vcast proxy train --seed 0 --steps 2400 --out src/vcast/data/proxy
 
+(before ``binary_blobs`` was seeded in ``tasks._PHOTO_ARGS``: that run drew its blobs at random, so
+the command reproduces the recipe, not those exact weights).
+
 Training: AdamW, linear warm-up then cosine decay, cross-entropy on the one answer token (full
 vocabulary). Peak rate 3e-3 for the LLM and the heads (``lr``) and for the vision tower
 (``vision_lr``); measured alternatives, each of which left whole families unlearned within the step
