@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny
+from tiny_cache import cache_of, tiny, with_cache
 
 import vcast
 import vcast.testing as vt
@@ -63,13 +63,13 @@ def _oracle(model, inputs, keep, mode, steps):
     mask = inputs["attention_mask"] * keep.long()
     out = model(**{**inputs, "attention_mask": mask, "position_ids": pos}, use_cache=True)
     first = out.logits[:, -1]
-    cache, token, last, tokens = out.past_key_values, first.argmax(-1), pos[:, -1:], []
+    cache, token, last, tokens = cache_of(out), first.argmax(-1), pos[:, -1:], []
     for _ in range(steps):
         tokens.append(token)
         last = last + 1
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=last, past_key_values=cache)
-        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1)
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=last, **with_cache(cache))
+        cache, token = cache_of(out), out.logits[:, -1].argmax(-1)
     return first, torch.stack(tokens, dim=1)
 
 
@@ -124,11 +124,11 @@ def test_pruned_matches_masked_oracle(positions, attn):
     assert dropped == 5 * TOKENS_PER_FRAME - round(5 * TOKENS_PER_FRAME * 0.3)
     with vcast.enabled(model, cfg) as handle:
         out = model(**inputs)
-        assert out.logits.shape[1] == out.past_key_values.get_seq_length() == length - dropped
+        assert out.logits.shape[1] == cache_of(out).get_seq_length() == length - dropped
         torch.testing.assert_close(out.logits[:, -1], first, atol=1e-5, rtol=0)
         gen = model.generate(**inputs, max_new_tokens=6, do_sample=False, return_dict_in_generate=True)
         assert torch.equal(gen.sequences[:, length:], tokens)
-        assert gen.past_key_values.get_seq_length() == length - dropped + 6 - 1
+        assert cache_of(gen).get_seq_length() == length - dropped + 6 - 1
         stats = handle.stats
     assert stats["prefill_length_before"] - stats["prefill_length_after"] == dropped
     assert stats["videos"][0]["frames"] == 5 and stats["videos"][0]["tokens_per_frame"] == TOKENS_PER_FRAME
@@ -176,7 +176,7 @@ def test_no_cache_forward_and_manual_decode_loop(positions):
         token, got = out.logits[:, -1].argmax(-1), []
         for _ in range(3):
             got.append(token)
-            out = model(input_ids=token[:, None], past_key_values=out.past_key_values)
+            out = model(input_ids=token[:, None], **with_cache(cache_of(out)))
             token = out.logits[:, -1].argmax(-1)
     assert torch.equal(torch.stack(got, 1), tokens)
 
@@ -230,7 +230,7 @@ def test_every_registered_method(method):
         stats = handle.stats
     assert out.sequences.shape[1] == length + 2
     assert stats["method"] == method and stats["prefill_length_after"] < length
-    assert out.past_key_values.get_seq_length() == stats["prefill_length_after"] + 1
+    assert cache_of(out).get_seq_length() == stats["prefill_length_after"] + 1
 
 
 def test_merging_method_features_reach_the_llm():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cache import QWEN_TYPES, tiny
+from tiny_cache import QWEN_TYPES, cache_of, tiny, with_cache
 
 import vcast
 import vcast.testing as vt
@@ -48,14 +48,14 @@ def _oracle(model, inputs, keep, steps):
     mask = inputs["attention_mask"] * keep.long()
     out = model(**{**inputs, "attention_mask": mask, "position_ids": pos}, use_cache=True)
     first = out.logits[:, -1]
-    cache, token, last, tokens = out.past_key_values, first.argmax(-1), pos[:, :, -1:], []
+    cache, token, last, tokens = cache_of(out), first.argmax(-1), pos[:, :, -1:], []
     for _ in range(steps):
         tokens.append(token)
         last = last + 1
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=last, past_key_values=cache,
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=last, **with_cache(cache),
                     use_cache=True, mm_token_type_ids=torch.zeros_like(token[:, None]))
-        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1)
+        cache, token = cache_of(out), out.logits[:, -1].argmax(-1)
     return first, torch.stack(tokens, dim=1)
 
 
@@ -91,11 +91,11 @@ def test_pruned_matches_masked_oracle_with_video_video_and_image(model_type):
     with vcast.enabled(model, cfg) as handle:
         out = model(**inputs, use_cache=True)
         assert out.logits.shape[1] == length - dropped
-        assert out.past_key_values.get_seq_length() == length - dropped
+        assert cache_of(out).get_seq_length() == length - dropped
         torch.testing.assert_close(out.logits[:, -1], first, atol=1e-5, rtol=0)
         gen = model.generate(**inputs, max_new_tokens=6, do_sample=False, return_dict_in_generate=True)
         assert torch.equal(gen.sequences[:, length:], tokens)
-        assert gen.past_key_values.get_seq_length() == length - dropped + 6 - 1
+        assert cache_of(gen).get_seq_length() == length - dropped + 6 - 1
         stats = handle.stats
     assert stats["prefill_length_before"] == length and stats["prefill_length_after"] == length - dropped
     assert [v["frames"] for v in stats["videos"]] == [3, 2]  # temporal patches (6 and 4 frames)
@@ -177,7 +177,7 @@ def test_sampling_generate_and_cache_length():
         after = handle.stats["prefill_length_after"]
     assert after < length
     assert out.sequences.shape[1] == length + 5
-    assert out.past_key_values.get_seq_length() == after + 4
+    assert cache_of(out).get_seq_length() == after + 4
 
 
 # transformers' Qwen3-VL video processor refuses clips shorter than its temporal patch (2 frames), so the
@@ -205,7 +205,7 @@ def test_long_clip():
         stats = handle.stats
     # V-CAST keeps at least min_tokens_per_frame (1) per temporal patch: max(round(0.1 * 512), 128).
     assert stats["video_tokens_before"] == 512 and stats["video_tokens_after"] == 128
-    assert out.past_key_values.get_seq_length() == stats["prefill_length_after"]
+    assert cache_of(out).get_seq_length() == stats["prefill_length_after"]
 
 
 def test_half_precision():

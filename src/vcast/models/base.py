@@ -18,6 +18,7 @@ What this module does for every family:
 - decode steps: ``generate()`` keeps its 2-D attention mask at the unpruned length; it is mapped to
   the pruned layout (``[pruned prefill mask, generated columns]``); then the family may adjust the
   decode positions (:meth:`ModelAdapter.adjust_decode_positions`);
+- the supported transformers range (:data:`SUPPORTED_TRANSFORMERS`, checked by :func:`resolve_adapter`);
 - stats of the last prefill (:attr:`ModelAdapter.stats`).
 
 The adapter contract (what a family module implements):
@@ -47,6 +48,30 @@ their original ids, with gaps where tokens were dropped. Without an attention ma
 transformers reads such gaps as packed-sequence boundaries: either renumber the row the mask code
 reads (Qwen's text row) or call :meth:`ModelAdapter.ensure_attention_mask` in ``write_pruned``.
 
+How a call is read, and what changed between transformers releases (5.20 to 5.25 checked):
+
+- Prefill or decode step is decided by the KV cache the hook module receives: absent or empty means
+  prefill. transformers 5.20-5.23 pass it as ``past_key_values``; 5.24 renamed it to ``cache`` in
+  ``generate()`` and in every forward (``past_key_values`` is still accepted, renamed by a decorator
+  that runs *after* forward pre-hooks, with a FutureWarning; removal announced for 5.40). vcast 0.1
+  read only ``past_key_values``, so on 5.24+ every decode step looked like a text-only prefill: the
+  decode state was dropped and the unpruned-length mask and positions reached the model, giving wrong
+  tokens for left-padded or position-shifted rows without an error. :func:`find_cache` now reads
+  ``cache``, ``past_key_values`` or ``cache_params``, else any argument with ``get_seq_length``; and a
+  call whose 2-D mask is wider than its new tokens while no filled cache is found raises
+  (:func:`_check_is_prefill`) instead of being taken for a prefill.
+- The decode-step inputs are read as passed, not recomputed from one release's internals: the number
+  of generated tokens is ``cache.get_seq_length() - pruned prefill length``; the mask is mapped by its
+  width (unpruned layout ``length_before + generated + step``, or already pruned ``cached + step``,
+  anything else raises); positions are shifted only where the family says so, on the ``position_ids``
+  that ``generate()`` passed (it continues each row with ``last + 1`` in every release checked; none of
+  them passes ``cache_position`` to these models any more). A manual loop that passes no positions
+  gets them from the family (``rope_deltas`` for Qwen, the cache length for LLaVA).
+- Nothing else the adapters read changed in 5.20-5.25: ``mm_encoder_outputs`` pre-encoded by
+  ``generate()``, the 4-row ``[text; t; h; w]`` Qwen ids, ``model.model.rope_deltas`` and
+  ``get_rope_index``. 5.24 also wraps outputs in ``Multimodal*OutputWithPast`` (``out.cache``, with
+  ``out.past_key_values`` as a deprecated alias), which vcast does not read.
+
 Video order: the i-th :class:`VideoBatch` feature tensor must own the i-th run of ``T_i * N_i``
 video tokens in row-major order of ``input_ids``, with its tokens in raster ``(t, n)`` order.
 """
@@ -66,7 +91,29 @@ from vcast.errors import ConfigError, InputError, UnsupportedModelError
 from vcast.methods import get_method
 from vcast.methods.grid import run_with_grids
 
+# The transformers releases the adapters are written and tested for; keep equal to pyproject.toml's
+# dependency. CI runs the whole suite on this lower bound and on the newest release (.ci/run).
+MIN_TRANSFORMERS = "5.20"
+SUPPORTED_TRANSFORMERS = f">={MIN_TRANSFORMERS}"
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids", "position_ids")
+CACHE_KEYS = ("cache", "past_key_values", "cache_params")  # 5.24+ name first, then the deprecated ones
+
+
+def find_cache(kwargs: dict):
+    """The KV cache a forward call received, under whichever name the caller used, or None.
+
+    transformers <= 5.23 passes it as ``past_key_values``; 5.24+ passes ``cache`` (and the forwards
+    still accept the old name, renamed by a decorator that runs after the pre-hook). A value under
+    another name that behaves like a cache (has ``get_seq_length``) is taken too, so a future rename
+    is read rather than mistaken for "no cache", which would make every decode step look like a prefill.
+    """
+    for key in CACHE_KEYS:
+        if kwargs.get(key) is not None:
+            return kwargs[key]
+    for value in kwargs.values():
+        if callable(getattr(value, "get_seq_length", None)) and not isinstance(value, torch.Tensor):
+            return value
+    return None
 
 
 @dataclass
@@ -131,6 +178,26 @@ def plan_rows(keep: torch.Tensor) -> RowPlan:
     return RowPlan(index[:, :new_len].masked_fill(~filled, 0), filled, length - counts, length, new_len)
 
 
+def _check_is_prefill(kwargs: dict, cache) -> None:
+    """Refuse a call that looks like a decode step although no filled cache was found.
+
+    A prefill's 2-D attention mask is as wide as its new tokens; a decode step's is wider (it also
+    covers the cached tokens). A wider mask with no filled cache in sight means the cache came under
+    a name :func:`find_cache` does not know: treating the call as a prefill would skip the decode-step
+    mapping and give wrong tokens without an error (what transformers 5.24's rename did to vcast 0.1).
+    """
+    mask = kwargs.get("attention_mask")
+    tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+    if not (isinstance(mask, torch.Tensor) and mask.ndim == 2 and isinstance(tokens, torch.Tensor)):
+        return
+    if tokens.ndim >= 2 and mask.shape[1] > tokens.shape[1]:
+        found = "an empty cache" if cache is not None else f"no cache among {list(CACHE_KEYS)}"
+        raise InputError(f"vcast got {tokens.shape[1]} new tokens with an attention mask of {mask.shape[1]} "
+                         f"columns but {found}: this looks like a decode step whose KV cache vcast cannot "
+                         "see (a transformers release that passes it under another name?). vcast supports "
+                         f"transformers {SUPPORTED_TRANSFORMERS}; please report this with your version.")
+
+
 @dataclass
 class DecodeState:
     """What decode steps need from the last pruned prefill."""
@@ -156,6 +223,21 @@ def register_adapter(cls: type[ModelAdapter]) -> type[ModelAdapter]:
     return cls
 
 
+def check_transformers_version(installed: str | None = None) -> None:
+    """Raise :class:`UnsupportedModelError` if transformers (``installed``, default: the imported one)
+    is older than the releases the adapters support."""
+    from packaging.version import Version
+
+    if installed is None:
+        import transformers
+
+        installed = transformers.__version__
+    if Version(installed) < Version(MIN_TRANSFORMERS):
+        raise UnsupportedModelError(
+            f"vcast's model adapters support transformers {SUPPORTED_TRANSFORMERS}; transformers {installed} is "
+            f"installed. Upgrade it: pip install 'transformers{SUPPORTED_TRANSFORMERS}'")
+
+
 def supported_model_types() -> list[str]:
     """The ``config.model_type`` values some adapter serves."""
     return sorted(_REGISTRY)
@@ -165,10 +247,12 @@ def resolve_adapter(model: nn.Module, config: MethodConfig) -> type[ModelAdapter
     """The adapter class for ``model`` (by ``model.config.model_type``) that accepts ``config``.
 
     Raises:
-        UnsupportedModelError: no adapter for this model type.
+        UnsupportedModelError: no adapter for this model type, or transformers older than
+            :data:`SUPPORTED_TRANSFORMERS`.
         ConfigError: adapters exist but none supports the config (the family adapter's message, i.e.
             the first-registered one; specialised adapters registered later only decline).
     """
+    check_transformers_version()
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     candidates = _REGISTRY.get(model_type or "")
     if not candidates:
@@ -266,9 +350,10 @@ class ModelAdapter:
         if args:  # positional call: name the arguments so the adapter sees one dict
             kwargs = {**dict(zip(self._param_names, args)), **kwargs}
             args = ()
-        cache = kwargs.get("past_key_values")
+        cache = find_cache(kwargs)
         cached = 0 if cache is None else cache.get_seq_length()
         if cached == 0:
+            _check_is_prefill(kwargs, cache)
             return args, self._prefill(dict(kwargs))
         if self.has_new_videos(kwargs):
             raise InputError("vcast prunes videos at prefill; continuing a non-empty cache with new videos is "

@@ -16,7 +16,10 @@ Positions are 1-D (Qwen2 RoPE). ``positions="original"`` (default): kept tokens 
 position ids and the text after the video continues as in the unpruned prompt; a 2-D attention mask
 is always passed after pruning, so transformers never reads the position gaps as packed sequences.
 ``positions="compact"``: ids renumbered over the pruned sequence (each id minus the number of
-dropped tokens before it); decode steps shift by the row's dropped count.
+dropped tokens before it); decode steps shift by the row's dropped count. Decode steps read the
+``position_ids`` generate() passes (``last + 1``, in 5.20-5.25 alike); a manual loop that passes none
+gets the unpruned continuation from the cache length, the cache being found under either name
+(``past_key_values`` up to 5.23, ``cache`` from 5.24: :func:`vcast.models.base.find_cache`).
 
 The hook sits on ``model.model`` (``LlavaOnevisionModel``); ``get_video_features`` is wrapped on
 that instance to record each video's frame count (``generate()`` pre-encodes videos and drops the
@@ -34,7 +37,7 @@ import torch
 from vcast.config import MethodConfig
 from vcast.core.selection import Selection
 from vcast.errors import InputError, UnsupportedModelError
-from vcast.models.base import DecodeState, ModelAdapter, RowPlan, VideoBatch, register_adapter
+from vcast.models.base import DecodeState, ModelAdapter, RowPlan, VideoBatch, find_cache, register_adapter
 
 FRAMES_ATTR = "_vcast_num_frames"
 _VISION_KEYS = ("vision_feature_layer", "vision_feature_select_strategy")
@@ -237,7 +240,7 @@ class LlavaOnevisionAdapter(ModelAdapter):
         positions = kwargs.get("position_ids")
         if positions is None:  # manual loop: what the LLM would use after the unpruned prompt
             ids = kwargs["input_ids"] if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"][..., 0]
-            generated = kwargs["past_key_values"].get_seq_length() - state.length_after
+            generated = find_cache(kwargs).get_seq_length() - state.length_after
             start = state.length_before + generated
             positions = torch.arange(start, start + ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
         if self.config.positions == "compact":

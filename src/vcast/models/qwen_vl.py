@@ -17,6 +17,11 @@ original id, so decoding continues exactly as after the unpruned prompt. The tex
 is renumbered contiguously (0..L'-1 over real tokens; decode steps shifted by the dropped count), so
 transformers never mistakes the pruned sequence for packed sequences. ``model.model.rope_deltas`` is
 set for the pruned layout, so manual decode loops that omit position ids also stay correct.
+
+Decode steps (5.20-5.25 alike): ``generate()`` passes the 4-row ids it continued with ``last + 1``
+from the unpruned prompt; the adapter shifts only the text row by the row's dropped count (the
+``t, h, w`` rows already continue the unpruned MRoPE ids, as they should). 5.24 renamed the cache
+argument (see :mod:`vcast.models.base`); nothing Qwen-specific that the adapter reads changed.
 Qwen3-VL's deepstack features are gathered with each video's ``keep_index`` (for merging methods too:
 the merged tokens replace the main features, the deepstack taps are those of the kept positions).
 """
