@@ -147,7 +147,7 @@ def _one_video(x: torch.Tensor, ratio: float, cfg: VCastConfig) -> Selection:
     check_finite(reps, "frame means")  # vcast's NaN/inf guard (the original has none)
     if t <= 1:
         warnings.warn("reproduce='authors': the published V-CAST code leaves a one-frame video unpruned; "
-                      f"all {n} tokens are kept (reproduce=None prunes it)", UserWarning, stacklevel=4)
+                      f"all {n} tokens are kept (reproduce=None prunes it)", UserWarning, stacklevel=5)
         keep = torch.arange(t * n, device=dev)
         return Selection(keep, torch.full((t,), n, dtype=torch.long, device=dev),
                          torch.ones(t, dtype=torch.float32, device=dev), t, n)

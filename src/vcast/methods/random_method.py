@@ -88,4 +88,7 @@ register_method(MethodSpec(
     config_cls=RandomConfig,
     select=select_random,
     summary="Random: K uniformly random tokens (seeded; whole video or equal per-frame budget)",
+    keeps_every_frame=lambda cfg: cfg.scope == "frame",
+    every_frame_note="scope='frame': yes (equal budgets, at least one each); scope='video' (default): no, a "
+                     "uniform draw over the video can miss a frame",
 ))
