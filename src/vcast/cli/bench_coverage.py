@@ -127,6 +127,7 @@ def coverage(
 ) -> None:
     """Coverage of needles, events, cuts and shake by every method on clips built from real photos."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
@@ -165,12 +166,12 @@ def coverage(
     for row in rows:
         if "error" in row:
             failed = True
-            table.add_row(row["method"], str(row["ratio"]), f"[red]error: {row['error']}[/red]")
+            table.add_row(escape(row["method"]), str(row["ratio"]), f"[red]error: {escape(row['error'])}[/red]")
             continue
         if "not_runnable" in row:
-            table.add_row(row["method"], str(row["ratio"]), "[dim]published code cannot run here[/dim]")
+            table.add_row(escape(row["method"]), str(row["ratio"]), "[dim]published code cannot run here[/dim]")
             continue
-        table.add_row(row["method"], str(row["ratio"]), *[_cell(row[k]) for k, _ in COLUMNS])
+        table.add_row(escape(row["method"]), str(row["ratio"]), *[_cell(row[k]) for k, _ in COLUMNS])
     out = Console(width=None if sys.stdout.isatty() else 150)
     out.print(table)
     if targets:
