@@ -4,6 +4,7 @@ Public surface::
 
     cfg = vcast.VCastConfig(retain_ratio=0.25)
     sel = vcast.select_tokens(features, cfg)          # Tensor[T, N, D] -> Selection
+    sel = vcast.select_tokens(features, method="evs", retain_ratio=0.25)   # any registered method
     vcast.list_methods(); vcast.get_method("evs")     # the method zoo
     handle = vcast.apply(model, cfg)                  # prune this model instance at prefill
     with vcast.enabled(model, retain_ratio=0.15): ... # scoped
@@ -14,16 +15,24 @@ __version__ = "0.1.0"
 from vcast import testing  # noqa: F401  (vcast.testing.tiny_model: offline tiny models)
 from vcast.api import PruneHandle, apply, enabled
 from vcast.config import MethodConfig, VCastConfig
-from vcast.core.select import select_tokens
 from vcast.core.selection import Selection
-from vcast.errors import ConfigError, InputError, UnsupportedModelError, VCastError, VideoDecodeError
+from vcast.errors import (
+    ConfigError,
+    InputError,
+    ReproduceError,
+    UnsupportedModelError,
+    VCastError,
+    VideoDecodeError,
+)
 from vcast.methods import get_method, list_methods, make_config, register_method
+from vcast.methods.select import select_tokens
 
 __all__ = [
     "ConfigError",
     "InputError",
     "MethodConfig",
     "PruneHandle",
+    "ReproduceError",
     "Selection",
     "UnsupportedModelError",
     "VCastConfig",

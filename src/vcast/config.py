@@ -30,21 +30,36 @@ class MethodConfig:
     """Options shared by every pruning method.
 
     Attributes:
-        retain_ratio: fraction of each video's tokens that reach the LLM, in (0, 1].
+        retain_ratio: fraction of each video's tokens that reach the LLM, in (0, 1], or ``"auto"``:
+            the adaptive-ratio rule (:func:`vcast.core.select.adaptive_ratios`) picks a ratio per
+            video in ``[min_ratio, max_ratio]`` from how much its frame trajectory moves, and the
+            method then runs at that ratio (every method; ``Selection.retain_ratio`` reports it).
         positions: ``"original"`` keeps each kept token's original position id (coordinate
             preserving); ``"compact"`` renumbers the pruned sequence (1-D RoPE models only).
         prune_at: ``"llm"`` prunes the post-merger tokens before the LLM; ``"vision:k"`` estimates
             the selection after vision block k and drops tokens before the remaining blocks
             (models that support it).
         seed: seed for methods with randomness.
+        min_ratio, max_ratio: the range of ``retain_ratio="auto"``.
+        reproduce: ``None`` (default): the method on equal terms with every other vcast method
+            (exactly ``K = round(T*N*r)`` tokens, deterministic ties). ``"authors"``: the method as
+            its authors' published code runs it (its own token counts, rounding, tie-breaking and
+            arithmetic dtype); ``"vllm"``: as vLLM's port runs it at ``video_pruning_rate =
+            1 - retain_ratio``. Only the modes in the method's :attr:`REPRODUCE_MODES` are accepted;
+            each method module documents what its modes do and where they differ from the default.
     """
 
     method: ClassVar[str] = "base"
+    # The reproduce= modes this method implements (a subclass lists its own).
+    REPRODUCE_MODES: ClassVar[tuple[str, ...]] = ()
 
-    retain_ratio: float = 0.25
+    retain_ratio: float | Literal["auto"] = 0.25
     positions: Literal["original", "compact"] = "original"
     prune_at: str = "llm"
     seed: int = 0
+    min_ratio: float = 0.1
+    max_ratio: float = 0.5
+    reproduce: Literal["authors", "vllm"] | None = None
 
     def __post_init__(self) -> None:
         self._validate_ratio()
@@ -54,9 +69,29 @@ class MethodConfig:
             raise ConfigError(f"prune_at must be 'llm' or 'vision:<block index>', got {self.prune_at!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an int, got {self.seed!r}")
+        if self.reproduce is not None and self.reproduce not in self.REPRODUCE_MODES:
+            offered = ", ".join(repr(m) for m in self.REPRODUCE_MODES) or "none"
+            raise ConfigError(
+                f"method {self.method!r} has no reproduce={self.reproduce!r} mode (its modes: {offered}); "
+                "'authors' follows the authors' published code, 'vllm' vLLM's port; use reproduce=None "
+                "for vcast's equal-terms version"
+            )
 
     def _validate_ratio(self) -> None:
-        _check_ratio("retain_ratio", self.retain_ratio)
+        if self.retain_ratio == "auto":
+            _check_ratio("min_ratio", self.min_ratio)
+            _check_ratio("max_ratio", self.max_ratio)
+            if self.min_ratio > self.max_ratio:
+                raise ConfigError(f"min_ratio ({self.min_ratio}) must be <= max_ratio ({self.max_ratio})")
+        elif isinstance(self.retain_ratio, str):
+            raise ConfigError(f"retain_ratio must be a number in (0, 1] or 'auto', got {self.retain_ratio!r}")
+        else:
+            _check_ratio("retain_ratio", self.retain_ratio)
+
+    @property
+    def is_auto(self) -> bool:
+        """True when the retain ratio is chosen per video (``retain_ratio="auto"``)."""
+        return self.retain_ratio == "auto"
 
     @property
     def vision_prune_block(self) -> int | None:
@@ -95,37 +130,27 @@ class VCastConfig(MethodConfig):
     """V-CAST options. The defaults are the published method.
 
     Attributes:
-        retain_ratio: fraction of tokens kept, in (0, 1], or ``"auto"`` to pick a ratio per video
-            in ``[min_ratio, max_ratio]`` from how much its frame trajectory moves.
+        retain_ratio: fraction of tokens kept, in (0, 1], or ``"auto"`` (see :class:`MethodConfig`;
+            V-CAST computes the adaptive ratio inside its vectorised core).
         temperature: softmax temperature turning curvature into per-frame budget weights.
         min_tokens_per_frame: every frame keeps at least this many tokens (capped at N).
         curvature: ``"angle"`` (the paper: 1 - cos of consecutive velocities) or ``"robust"``
             (interpolation residual; ignores small camera shake, see ``vcast.core.curvature``).
-        min_ratio, max_ratio: the range of ``retain_ratio="auto"``.
         token_curvature_weight: weight of each token position's own temporal curvature added to
             the spatial score (0 disables; the spatio-temporal curvature tensor extension).
+        reproduce: ``"authors"`` runs the published code's behaviour (``xinyouu/V-CAST``; see
+            :mod:`vcast.methods.vcast_authors`); it needs ``curvature="angle"`` and
+            ``token_curvature_weight=0`` (the published code has neither extension).
     """
 
     method: ClassVar[str] = "vcast"
+    REPRODUCE_MODES: ClassVar[tuple[str, ...]] = ("authors",)
 
     retain_ratio: float | Literal["auto"] = 0.25
     temperature: float = 0.7
     min_tokens_per_frame: int = 1
     curvature: Literal["angle", "robust"] = "angle"
-    min_ratio: float = 0.1
-    max_ratio: float = 0.5
     token_curvature_weight: float = 0.0
-
-    def _validate_ratio(self) -> None:
-        if self.retain_ratio == "auto":
-            _check_ratio("min_ratio", self.min_ratio)
-            _check_ratio("max_ratio", self.max_ratio)
-            if self.min_ratio > self.max_ratio:
-                raise ConfigError(f"min_ratio ({self.min_ratio}) must be <= max_ratio ({self.max_ratio})")
-        elif isinstance(self.retain_ratio, str):
-            raise ConfigError(f"retain_ratio must be a number in (0, 1] or 'auto', got {self.retain_ratio!r}")
-        else:
-            _check_ratio("retain_ratio", self.retain_ratio)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -142,8 +167,9 @@ class VCastConfig(MethodConfig):
         w = self.token_curvature_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
             raise ConfigError(f"token_curvature_weight must be a finite number >= 0, got {w!r}")
-
-    @property
-    def is_auto(self) -> bool:
-        """True when the retain ratio is chosen per video."""
-        return self.retain_ratio == "auto"
+        if self.reproduce == "authors" and (self.curvature != "angle" or w > 0):
+            raise ConfigError(
+                "reproduce='authors' runs the published V-CAST code, which has only the paper's angle "
+                f"curvature and no token curvature; got curvature={self.curvature!r}, "
+                f"token_curvature_weight={w!r}. Drop reproduce= to use these extensions"
+            )

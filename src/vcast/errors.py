@@ -19,3 +19,9 @@ class UnsupportedModelError(VCastError):
 
 class VideoDecodeError(VCastError):
     """A video file is missing, corrupt, or has no decodable frames."""
+
+
+class ReproduceError(VCastError):
+    """A ``reproduce=`` mode cannot run here: the published code it follows fails (crashes or
+    refuses) on this input or ratio. The message says where the original stops; ``reproduce=None``
+    runs vcast's version, which has no such limit."""

@@ -31,7 +31,7 @@ import torch
 
 from vcast.bench.clips import CLIP_KINDS, Clip, make_clip
 from vcast.bench.features import pixel_token_features
-from vcast.errors import ConfigError, VCastError
+from vcast.errors import ConfigError, ReproduceError, VCastError
 
 DEFAULT_RATIOS = (0.5, 0.25, 0.15, 0.1)
 METRICS = ("needle_hit", "needle_recall", "event_recall", "cut_share", "shake_share")
@@ -87,6 +87,29 @@ def default_variants(names: Iterable[str] | None = None) -> list[Variant]:
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; choose from {sorted(known)}")
     return [known[n] for n in names]
+
+
+def reproduce_variants(mode: str, names: Iterable[str] | None = None) -> list[Variant]:
+    """For each method with a ``reproduce=mode`` (or just ``names``, which must have one): its
+    default row ``name`` followed by ``name[mode]``, the method as the reproduced code runs it."""
+    from vcast.methods import get_method, list_methods
+
+    if mode not in ("authors", "vllm"):
+        raise ConfigError(f"--reproduce must be authors or vllm, got {mode!r}")
+    offered = [n for n in list_methods() if mode in get_method(n).reproduce_modes]
+    chosen = offered if names is None else list(names)
+    missing = [n for n in chosen if n not in offered]
+    if missing:
+        raise ConfigError(f"method(s) {missing} have no reproduce={mode!r} mode; those with one: {offered}")
+    out = []
+    for name in chosen:
+        out += [Variant(name, name), Variant(f"{name}[{mode}]", name, {"reproduce": mode})]
+    return out
+
+
+def is_measured(row: dict[str, Any]) -> bool:
+    """True for a row with metrics (not an error, not a mode the published code cannot run)."""
+    return "error" not in row and "not_runnable" not in row
 
 
 def build_suite(
@@ -166,7 +189,9 @@ def run_coverage(
     """One row per (variant, ratio): ``{"method", "ratio", <metrics>, "ratio_used", ...}``.
 
     Variants with ``fixed_ratio`` run once (``"ratio": "auto"``) and also report the ratio used per
-    clip kind. A method that raises a vcast error gets a row with ``"error"`` instead of metrics.
+    clip kind. A method that raises a vcast error gets a row with ``"error"`` instead of metrics; a
+    ``reproduce=`` variant whose published code cannot run at that ratio (a
+    :class:`~vcast.errors.ReproduceError`) a row with ``"not_runnable"``, which is not a failure.
     """
     rows = []
     for variant in variants:
@@ -176,6 +201,9 @@ def run_coverage(
             row: dict[str, Any] = {"method": variant.name, "ratio": "auto" if ratio is None else ratio}
             try:
                 masks = keep_masks(variant, suite, 1.0 if ratio is None else ratio)
+            except ReproduceError as err:
+                rows.append({**row, "not_runnable": str(err)})
+                continue
             except VCastError as err:
                 rows.append({**row, "error": str(err)})
                 continue
@@ -201,7 +229,7 @@ def check_targets(rows: Sequence[dict[str, Any]], method: str = "vcast-robust",
     "target", "met"}`` (``se``: standard error over clips). Event recall is compared with
     ``baseline``'s (uniform allocation: the same spatial score with equal per-frame budgets), and
     the target text also gives the paired per-clip difference with its standard error."""
-    by = {(r["method"], r["ratio"]): r for r in rows if "error" not in r}
+    by = {(r["method"], r["ratio"]): r for r in rows if is_measured(r)}
     out = []
     for ratio in TARGET_RATIOS:
         row, base = by.get((method, ratio)), by.get((baseline, ratio))

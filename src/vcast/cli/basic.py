@@ -33,14 +33,17 @@ def methods(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     for name in list_methods():
         spec = get_method(name)
         rows.append({"name": name, "merges": spec.merges, "summary": spec.summary,
-                     "defaults": spec.config_cls().to_dict()})
+                     "defaults": spec.config_cls().to_dict(), "reproduce": list(spec.reproduce_modes),
+                     "every_frame": spec.keeps_every_frame(spec.config_cls()),
+                     "every_frame_note": spec.every_frame_note})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("method", "merges", "summary")
+    table = Table("method", "merges", "reproduce=", "summary", "every frame keeps a token?")
     for row in rows:
-        table.add_row(row["name"], "yes" if row["merges"] else "no", row["summary"])
+        table.add_row(row["name"], "yes" if row["merges"] else "no", ", ".join(row["reproduce"]) or "-",
+                      row["summary"], row["every_frame_note"])
     Console().print(table)

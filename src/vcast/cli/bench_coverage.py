@@ -73,10 +73,12 @@ def plot_rows(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from vcast.bench.coverage import is_measured
+
     metrics = [c for c in COLUMNS if c[0] != "ratio_used"]
     fig, grid_axes = plt.subplots(2, 3, figsize=(14, 8.5))
     axes = grid_axes.ravel()
-    methods = list(dict.fromkeys(r["method"] for r in rows if "error" not in r))
+    methods = list(dict.fromkeys(r["method"] for r in rows if is_measured(r)))
     cmap = plt.get_cmap("tab10")
     palette = [cmap(i) for i in (0, 1, 2, 4, 5, 6, 8, 9, 7)]  # tab10 without the red of V-CAST
     others = [m for m in methods if m not in VCAST_STYLES]
@@ -84,7 +86,7 @@ def plot_rows(rows: list[dict[str, Any]], path: Path) -> None:
     for ax, (key, label) in zip(axes, metrics):
         for name in methods:
             pts = sorted((r["ratio_used"], r[key]) for r in rows
-                         if r["method"] == name and "error" not in r and not math.isnan(r[key]))
+                         if r["method"] == name and is_measured(r) and not math.isnan(r[key]))
             if not pts:
                 continue
             style = VCAST_STYLES.get(name, {"lw": 1.2, "alpha": 0.85, "color": palette[others.index(name) % len(palette)]
@@ -119,17 +121,28 @@ def coverage(
     grid: str = typer.Option("14x14", "--grid", help="Token grid hxw per frame."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the table and targets as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of each metric vs ratio."),
+    reproduce: str | None = typer.Option(
+        None, "--reproduce", help="authors or vllm: each method with that reproduce= mode (or those in "
+        "--methods) twice, vcast's default and as the published code runs it (rows name[mode])."),
 ) -> None:
     """Coverage of needles, events, cuts and shake by every method on clips built from real photos."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
     from vcast.bench.clips import CLIP_KINDS
-    from vcast.bench.coverage import build_suite, check_targets, default_variants, run_coverage
+    from vcast.bench.coverage import (
+        build_suite,
+        check_targets,
+        default_variants,
+        reproduce_variants,
+        run_coverage,
+    )
 
     ratio_list = _floats(ratios, "--ratios")
-    variants = default_variants([m.strip() for m in methods.split(",") if m.strip()] or None)
+    names = [m.strip() for m in methods.split(",") if m.strip()] or None
+    variants = default_variants(names) if reproduce is None else reproduce_variants(reproduce, names)
     hw, hw_grid = _pair(size, "--size"), _pair(grid, "--grid")
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as progress:
@@ -153,9 +166,12 @@ def coverage(
     for row in rows:
         if "error" in row:
             failed = True
-            table.add_row(row["method"], str(row["ratio"]), f"[red]error: {row['error']}[/red]")
+            table.add_row(escape(row["method"]), str(row["ratio"]), f"[red]error: {escape(row['error'])}[/red]")
             continue
-        table.add_row(row["method"], str(row["ratio"]), *[_cell(row[k]) for k, _ in COLUMNS])
+        if "not_runnable" in row:
+            table.add_row(escape(row["method"]), str(row["ratio"]), "[dim]published code cannot run here[/dim]")
+            continue
+        table.add_row(escape(row["method"]), str(row["ratio"]), *[_cell(row[k]) for k, _ in COLUMNS])
     out = Console(width=None if sys.stdout.isatty() else 150)
     out.print(table)
     if targets:
@@ -168,7 +184,7 @@ def coverage(
         out.print(t)
     if json_path is not None:
         payload = {"seeds": seeds, "first_seed": first_seed, "frames": frames, "size": list(hw), "grid": list(hw_grid),
-                   "ratios": ratio_list, "rows": rows, "targets": targets}
+                   "ratios": ratio_list, "reproduce": reproduce, "rows": rows, "targets": targets}
         json_path.write_text(json.dumps(_json_safe(payload), indent=2))
     if plot is not None:
         plot_rows(rows, plot)

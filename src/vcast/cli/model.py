@@ -17,6 +17,20 @@ FLOPS_MODEL = "qwen3-vl-8b"
 
 
 QWEN_TYPES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl")
+RATIO_HELP = "Fraction of video tokens kept, in (0, 1], or 'auto' (the adaptive ratio, for any method)."
+
+
+def parse_ratio(text: str) -> float | str:
+    """``--retain-ratio``: a number, or ``"auto"``; anything else is handed to the config unchanged so
+    the CLI and ``make_config`` reject it with the same :class:`~vcast.errors.ConfigError`."""
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip().lower() if text.strip().lower() == "auto" else text
+
+
+def _ratio_text(ratio: float | str) -> str:
+    return ratio if isinstance(ratio, str) else f"{ratio:g}"
 
 
 def load_processor(source: str, local_files_only: bool, model_type: str):
@@ -156,13 +170,13 @@ def run_pruned(model, processor, inputs, config, max_new_tokens: int = 32) -> di
     }
 
 
-def _print_report(result: dict[str, Any], method: str, ratio: float) -> None:
+def _print_report(result: dict[str, Any], method: str, ratio: float | str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     typer.echo(f"answer: {result['answer']!r}")
     table = Table("video", "time steps", "tokens/step", "tokens before", "kept", "ratio",
-                  title=f"{method}, retain ratio {ratio:g}", title_justify="left")
+                  title=f"{method}, retain ratio {_ratio_text(ratio)}", title_justify="left")
     for i, v in enumerate(result["videos"]):
         table.add_row(str(i), str(v["frames"]), str(v["tokens_per_frame"]), str(v["tokens_before"]),
                       str(v["tokens_kept"]), f"{v['ratio_used']:.3f}")
@@ -179,7 +193,7 @@ def generate(
     model_path: str = typer.Option(..., "--model", help="Model directory (or a hub id, which needs network)."),
     video: Path = typer.Option(..., "--video", help="Video file."),
     prompt: str = typer.Option(..., "--prompt", help="The question about the video."),
-    retain_ratio: float = typer.Option(0.25, "--retain-ratio", help="Fraction of video tokens kept, in (0, 1]."),
+    retain_ratio: str = typer.Option("0.25", "--retain-ratio", help=RATIO_HELP),
     method: str = typer.Option("vcast", "--method", help="Pruning method (see `vcast methods`)."),
     num_frames: int = typer.Option(32, "--num-frames", help="Frames sampled evenly from the video."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens to generate."),
@@ -194,6 +208,7 @@ def generate(
 
     if max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    retain_ratio = parse_ratio(retain_ratio)
     config = make_config(method, retain_ratio=retain_ratio)
     frames, metadata = load_video(video, num_frames=num_frames)
     model, processor = load_model(model_path, device, dtype)
@@ -244,7 +259,7 @@ def viz(
     video: Path = typer.Option(..., "--video", help="Video file."),
     out: Path = typer.Option(Path("keep.png"), "--out", help="PNG to write."),
     model_path: str | None = typer.Option(None, "--model", help="Model directory; default: pixel features."),
-    retain_ratio: float = typer.Option(0.25, "--retain-ratio", help="Fraction of video tokens kept, in (0, 1]."),
+    retain_ratio: str = typer.Option("0.25", "--retain-ratio", help=RATIO_HELP),
     method: str = typer.Option("vcast", "--method", help="Pruning method (see `vcast methods`)."),
     num_frames: int = typer.Option(16, "--num-frames", help="Frames sampled evenly from the video."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ... (with --model)."),
@@ -259,6 +274,7 @@ def viz(
     from vcast.video import load_video
     from vcast.viz import pixel_selection, plot_selection
 
+    retain_ratio = parse_ratio(retain_ratio)
     config = make_config(method, retain_ratio=retain_ratio)
     frames, metadata = load_video(video, num_frames=num_frames)
     if model_path is None:
@@ -291,7 +307,7 @@ def _tflops(x: float) -> str:
 @app.command("demo")
 def demo(
     out_dir: Path = typer.Option(Path("vcast-demo"), "--out-dir", help="Where the clip and the PNGs go."),
-    retain_ratio: float = typer.Option(0.25, "--retain-ratio", help="Fraction of video tokens kept, in (0, 1]."),
+    retain_ratio: str = typer.Option("0.25", "--retain-ratio", help=RATIO_HELP),
     method: str = typer.Option("vcast", "--method", help="Pruning method (see `vcast methods`)."),
 ) -> None:
     """Offline end-to-end tour: a clip from sample photos -> tiny Qwen3-VL with pruning -> stats,
@@ -303,6 +319,7 @@ def demo(
     from vcast.video import load_video, write_video
     from vcast.viz import pixel_selection, plot_selection
 
+    retain_ratio = parse_ratio(retain_ratio)
     config = make_config(method, retain_ratio=retain_ratio)
     out_dir.mkdir(parents=True, exist_ok=True)
     fps = 4.0
@@ -315,7 +332,7 @@ def demo(
                f"{' and '.join(f'{c - 1}|{c}' for c in cuts)}")
     model, processor = tiny_model("qwen3_vl")
     typer.echo("2. tiny random-weight Qwen3-VL (vcast.testing.tiny_model): load_video -> processor -> "
-               f"vcast.apply({method}, retain_ratio={retain_ratio:g}) -> generate")
+               f"vcast.apply({method}, retain_ratio={_ratio_text(retain_ratio)}) -> generate")
     inputs = build_inputs(processor, DEMO_PROMPT, frames, metadata)
     result = run_pruned(model, processor, inputs, config, max_new_tokens=8)
     _print_report(result, method, retain_ratio)
@@ -343,7 +360,7 @@ def demo(
                    f"vcast-robust's largest budgets go to frames {_busiest(robust, cuts)})")
 
     r = compare(FLOPS_MODEL, frames=len(frames), height=frames.shape[1], width=frames.shape[2],
-                retain_ratio=retain_ratio)
+                retain_ratio=sel.retain_ratio if retain_ratio == "auto" else retain_ratio)
     v = r["vanilla"]
     typer.echo(f"4. Qwen3-VL-8B on such a clip ({len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, "
                f"{v['visual_tokens']} -> {r['kept_visual_tokens']} video tokens; analytic count): prefill "

@@ -99,15 +99,22 @@ def _table(report: dict) -> None:
     rows: dict[str, dict] = {}
     for row in report["results"]:
         rows.setdefault(setting_label(row), {})[row["ratio"]] = row
+
+    def cell(by_ratio: dict, r: float) -> str:
+        if r not in by_ratio:
+            return "-"
+        if "not_runnable" in by_ratio[r]:
+            return "cannot run (published code)"
+        return f"{by_ratio[r]['overall']:.3f} ({_num(by_ratio[r]['retention'])})"
+
     for label, by_ratio in rows.items():
-        table.add_row(label, *[f"{by_ratio[r]['overall']:.3f} ({_num(by_ratio[r]['retention'])})"
-                               if r in by_ratio else "-" for r in ratios])
+        table.add_row(label, *[cell(by_ratio, r) for r in ratios])
     console.print(table)
     low = min(ratios)
     fam = Table("setting", *FAMILIES, title=f"Per-family accuracy at r={low}")
     fam.add_row("unpruned", *[f"{base['families'][f]:.2f}" for f in FAMILIES])
     for label, by_ratio in rows.items():
-        if low in by_ratio:
+        if low in by_ratio and "not_runnable" not in by_ratio[low]:
             fam.add_row(label, *[f"{by_ratio[low]['families'][f]:.2f}" for f in FAMILIES])
     console.print(fam)
 
@@ -125,7 +132,8 @@ def _plot(report: dict, path: Path) -> None:
 
     rows: dict[str, list[dict]] = {}
     for row in report["results"]:
-        rows.setdefault(setting_label(row), []).append(row)
+        if "not_runnable" not in row:
+            rows.setdefault(setting_label(row), []).append(row)
     fig, (ax, hm) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [1.1, 1]})
     ax.set_prop_cycle(color=plt.cm.tab20.colors)
     for label, rs in rows.items():
@@ -170,6 +178,8 @@ def accuracy_cmd(
     split: str = typer.Option("test", "--split", help="test (default) or val (for choosing settings)."),
     weights: Path = typer.Option(None, "--weights", help="Proxy weights dir (default: the committed ones)."),
     threads: int = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
+    reproduce: str = typer.Option(None, "--reproduce", help="authors or vllm: each method with that reproduce= "
+                                  "mode (or those in --methods) at its defaults and as the published code runs it."),
 ) -> None:
     """Accuracy retention of every pruning method on the trained proxy Qwen3-VL (through vcast.apply)."""
     from vcast.errors import ConfigError
@@ -190,7 +200,7 @@ def accuracy_cmd(
     if n < 1:
         raise ConfigError(f"--per-family must be >= 1, got {n}")
     method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    todo = settings(method_list)
+    todo = settings(method_list, reproduce)
     clips = tasks.make_split(split, seed, n * len(tasks.FAMILIES))
     model, processor = load_model(weights), build_processor()
     with _progress() as bar:
@@ -200,9 +210,10 @@ def accuracy_cmd(
             bar.update(task, advance=1, description=label)
 
         report = run_benchmark(model, processor, clips, methods=method_list, ratios=ratio_list,
-                               on_setting=on_setting)
+                               on_setting=on_setting, reproduce=reproduce)
         bar.update(task, advance=1, description="done")
-    report = {"seed": seed, "split": split, "per_family": n, "weights": str(weights or "committed"), **report}
+    report = {"seed": seed, "split": split, "per_family": n, "weights": str(weights or "committed"),
+              "reproduce": reproduce, **report}
     _table(report)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -78,17 +78,53 @@ def frame_means(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(ones, x).squeeze(1) / x.shape[1]
 
 
+def auto_ratio(r: torch.Tensor, layout: BatchLayout, min_ratio: float, max_ratio: float) -> torch.Tensor:
+    """The adaptive retain ratio of each video, ``DoubleTensor[B]`` in ``[min_ratio, max_ratio]``.
+
+    ``min + (max - min) * (1 - exp(-motion / AUTO_MOTION_SCALE))`` with the frame-trajectory motion of
+    :func:`vcast.core.curvature.trajectory_motion` (static clips get ``min_ratio``, busy ones tend to
+    ``max_ratio``).
+
+    Args:
+        r: ``FloatTensor[F, D]``, the L2-normalised frame means of every frame of the batch.
+        layout: the batch layout.
+        min_ratio, max_ratio: the range.
+    """
+    motion = trajectory_motion(r, layout)
+    return (min_ratio + (max_ratio - min_ratio) * (1.0 - torch.exp(-motion / AUTO_MOTION_SCALE))).double()
+
+
+def adaptive_ratios(videos: list[torch.Tensor], min_ratio: float, max_ratio: float) -> list[float]:
+    """The ratio ``retain_ratio="auto"`` picks for each video (host floats), for any method.
+
+    The rule V-CAST's core applies (:func:`auto_ratio` on the L2-normalised frame means, float32);
+    every other method then runs at the ratio it returns. One streaming pass over each video and one
+    host sync (the ratios decide the kept counts).
+
+    Args:
+        videos: ``Tensor[T_b, N_b, D]`` per video (same D, same device).
+        min_ratio, max_ratio: the range (see :class:`~vcast.config.MethodConfig`).
+    """
+    videos, _ = as_video_list(videos)
+    layout = BatchLayout.build(videos, videos[0].device)
+    r = torch.empty(layout.num_frames, videos[0].shape[2], dtype=torch.float32, device=videos[0].device)
+    for ids, frame_idx in layout.groups:
+        x = videos[ids[0]] if len(ids) == 1 else torch.cat([videos[b] for b in ids])
+        r.index_copy_(0, frame_idx, F.normalize(frame_means(x.float()), dim=-1, eps=EPS))
+    check_finite(r, "frame means")
+    return auto_ratio(r, layout, min_ratio, max_ratio).tolist()
+
+
 def _totals(cfg: VCastConfig, layout: BatchLayout, r: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     """Per-video K as a device tensor and a host list."""
     if not cfg.is_auto:
         host = [total_budget(t, n, cfg.retain_ratio, cfg.min_tokens_per_frame) for t, n in
                 zip(layout.frames, layout.tokens)]
         return torch.tensor(host, device=r.device), host
-    motion = trajectory_motion(r, layout)
-    ratio = cfg.min_ratio + (cfg.max_ratio - cfg.min_ratio) * (1.0 - torch.exp(-motion / AUTO_MOTION_SCALE))
+    ratio = auto_ratio(r, layout, cfg.min_ratio, cfg.max_ratio)
     frames = torch.tensor(layout.frames, device=r.device, dtype=torch.float64)
     tokens = torch.tensor(layout.tokens, device=r.device, dtype=torch.float64)
-    k = torch.round(frames * tokens * ratio.double()).clamp(min=1).minimum(frames * tokens)
+    k = torch.round(frames * tokens * ratio).clamp(min=1).minimum(frames * tokens)
     k = torch.maximum(k, frames * tokens.clamp(max=cfg.min_tokens_per_frame)).long()
     return k, k.tolist()
 
@@ -105,7 +141,8 @@ def select_tokens(
     Args:
         features: one video ``Tensor[T, N, D]`` or a list of videos with different T and N (same D,
             same device), fp32/fp16/bf16, CPU or CUDA.
-        config: a :class:`VCastConfig` (default: the published method at ``retain_ratio=0.25``).
+        config: a :class:`VCastConfig` (default: the published method at ``retain_ratio=0.25``);
+            ``reproduce="authors"`` runs :mod:`vcast.core.authors` (the published code's behaviour).
         check_finite_features: raise on NaN/inf features (costs one host sync on CUDA).
         **overrides: config fields to override, e.g. ``retain_ratio=0.1``.
 
@@ -114,6 +151,11 @@ def select_tokens(
     """
     cfg = resolve_config(config, overrides)
     videos, single = as_video_list(features)
+    if cfg.reproduce == "authors":
+        from vcast.core.authors import authors_select
+
+        out = authors_select(videos, cfg)
+        return out[0] if single else out
     device = videos[0].device
     layout = BatchLayout.build(videos, device)
     d = videos[0].shape[2]

@@ -21,6 +21,7 @@ __all__ = [
     "equal_split",
     "evenly_spaced_mask",
     "float_frames",
+    "frame_counts",
     "kept_total",
     "make_selection",
     "mask_to_index",
@@ -155,6 +156,12 @@ def mask_to_index(mask: torch.Tensor, total: int) -> torch.Tensor:
     packed = torch.empty(total + 1, dtype=torch.long, device=flat.device)
     packed.scatter_(0, dest, torch.arange(flat.numel(), device=flat.device))
     return packed[:total]
+
+
+def frame_counts(keep: torch.Tensor, frames: int, tokens: int) -> torch.Tensor:
+    """``LongTensor[T]``: how many of the flat indices ``keep`` fall in each frame (no host sync)."""
+    counts = torch.zeros(frames, dtype=torch.long, device=keep.device)
+    return counts.index_add_(0, torch.div(keep, tokens, rounding_mode="floor"), torch.ones_like(keep))
 
 
 def make_selection(

@@ -12,11 +12,28 @@ any dissimilarity so it is kept whole; the K highest-scoring tokens of the whole
 positions are dropped first. Pure pruning: kept tokens keep their original positions.
 
 Ratio mapping: vLLM's pruning rate q removes a fraction q, so ``retain_ratio = 1 - q``. vLLM keeps
-``max(N, int(T*N*(1-q)))`` tokens; we keep exactly ``K = total_budget(T, N, retain_ratio)`` (Python
-``round``) like every vcast method, so the count can differ from vLLM's by one token, and when K < N
-(``retain_ratio < 1/T``) the first frame cannot be kept whole: it then keeps K evenly spaced tokens
-(vLLM would keep all N, exceeding the budget). Otherwise the kept set equals vLLM's mask for the
-same K.
+``max(N, int(T*N*(1-q)))`` tokens; by default we keep exactly ``K = total_budget(T, N,
+retain_ratio)`` (Python ``round``) like every vcast method, so the counts differ: by a token where
+vLLM's ``int`` floors (or ``1 - (1 - r)`` rounds below r), and by up to ``N - K`` tokens when K < N
+(``retain_ratio < 1/T``, short clips at low ratios), where vLLM keeps the whole first frame anyway
+and vcast's first frame keeps K evenly spaced tokens instead (the budget holds). Whenever the counts
+agree, the kept set equals vLLM's mask up to the order of near-equal scores (float32 here, the
+embedding dtype and eps 1e-8 there): 273 of 276 such cases in ``benchmarks/reproduce_agreement.py``.
+
+``reproduce="vllm"``: exactly vLLM's ``compute_retention_mask`` (``vllm/multimodal/video_prune/
+evs.py``, read at d750efb), at ``video_pruning_rate q = 1 - retain_ratio``, differing from the
+default line by line:
+
+- the count is vLLM's ``max(N, int(T*N*(1 - q)))`` with q computed as ``1 - retain_ratio`` in
+  float (so ``retain_ratio=0.1`` floors ``T*N*0.09999999999999998``); default: ``round(T*N*r)``;
+- the first frame is always kept whole (score 255), even above the budget; default: see above;
+- the cosine (``F.cosine_similarity``, eps 1e-8) and ``1 - cos`` run in the features' dtype (bf16
+  on real checkpoints, where many scores tie); default: float32, eps 1e-6 on the norm product;
+- ties: both rank with a stable descending sort (lower flat index first), so equal scores resolve
+  the same way; only the dtype of the scores differs.
+
+The EVS *authors'* code is this one (the vLLM file is NVIDIA's), so there is no separate
+``"authors"`` mode.
 
 Faithfulness: the similarity is computed in float32 (vLLM computes it in the embedding dtype,
 e.g. bf16, so near-ties may order differently). The paper's optional uptraining is not part of a
@@ -30,6 +47,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from vcast.config import MethodConfig
 from vcast.core.selection import Selection
@@ -37,6 +55,7 @@ from vcast.methods._common import (
     colocated_cosine,
     evenly_spaced_mask,
     float_frames,
+    frame_counts,
     kept_total,
     make_selection,
     mask_to_index,
@@ -53,6 +72,7 @@ class EVSConfig(MethodConfig):
     """EVS has no options beyond :class:`~vcast.config.MethodConfig` (``retain_ratio = 1 - q``)."""
 
     method: ClassVar[str] = "evs"
+    REPRODUCE_MODES: ClassVar[tuple[str, ...]] = ("vllm",)
 
 
 def evs_dissimilarity(xf: torch.Tensor) -> torch.Tensor:
@@ -67,6 +87,25 @@ def evs_dissimilarity(xf: torch.Tensor) -> torch.Tensor:
     return torch.cat([first, 1.0 - colocated_cosine(xf, norms, 1)], dim=0)
 
 
+def vllm_kept_count(frames: int, tokens: int, retain_ratio: float) -> int:
+    """vLLM's EVS count at ``q = 1 - retain_ratio``: ``max(N, int(T*N*(1 - q)))``."""
+    q = 1.0 - retain_ratio
+    return max(tokens, int(frames * tokens * (1 - q)))
+
+
+def select_evs_vllm(x: torch.Tensor, config: EVSConfig) -> Selection:
+    """EVS exactly as vLLM's ``compute_retention_mask`` (module docstring, ``reproduce="vllm"``)."""
+    float_frames(x)  # vcast's NaN/inf guard (vLLM has none)
+    t, n, _ = x.shape
+    sim = F.cosine_similarity(x[1:], x[:-1], dim=-1)  # features' dtype, eps 1e-8 as in vLLM
+    score = torch.cat([FIRST_FRAME_SCORE * torch.ones_like(x[:1, :, 0]), 1 - sim])
+    order = torch.argsort(score.reshape(-1), descending=True, stable=True)
+    keep = torch.sort(order[: vllm_kept_count(t, n, config.retain_ratio)]).values
+    budget = frame_counts(keep, t, n)
+    frame_score = torch.cat([torch.zeros(1, device=x.device), (1 - sim).float().mean(dim=1)])
+    return make_selection(keep, budget, t, n, curvature=frame_score)
+
+
 def select_evs(features: torch.Tensor, config: EVSConfig) -> Selection:
     """Keep the K tokens that changed most since the previous frame (first frame whole).
 
@@ -78,6 +117,8 @@ def select_evs(features: torch.Tensor, config: EVSConfig) -> Selection:
         A :class:`Selection`; ``curvature`` is the mean dissimilarity of each frame.
     """
     x = one_video(features)
+    if config.reproduce == "vllm":
+        return select_evs_vllm(x, config)
     xf, _ = float_frames(x)
     t, n, _ = x.shape
     k = kept_total(t, n, config.retain_ratio)
@@ -91,8 +132,7 @@ def select_evs(features: torch.Tensor, config: EVSConfig) -> Selection:
         return make_selection(keep, budget, t, n, curvature=frame_score)
     order = torch.sort(score.reshape(-1), descending=True, stable=True).indices
     keep = torch.sort(order[:k]).values
-    budget = torch.zeros(t, dtype=torch.long, device=x.device)
-    budget.index_add_(0, torch.div(keep, n, rounding_mode="floor"), torch.ones_like(keep))
+    budget = frame_counts(keep, t, n)
     return make_selection(keep, budget, t, n, curvature=frame_score)
 
 
@@ -101,4 +141,6 @@ register_method(MethodSpec(
     config_cls=EVSConfig,
     select=select_evs,
     summary="EVS (NVIDIA, vLLM): drop tokens least changed since the previous frame; frame 0 whole",
+    every_frame_note="no: one ranking over the whole video, so frames that barely change can lose every "
+                     "token (EVS's design; vllm mode too)",
 ))

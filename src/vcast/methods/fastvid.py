@@ -47,6 +47,32 @@ dissimilarity ``1 - cos(g_t-1, g_t)`` (0 for frame 0).
 Cost: two host syncs (finiteness, and the ``T - 1`` transition similarities that define the
 segments). Segments, and the merge within each, are processed in a Python loop over segments
 (inherent to the algorithm, as in the official code); frames are vectorised within each step.
+
+``reproduce="authors"`` (:mod:`vcast.methods.fastvid_authors`; the official Qwen2.5-VL path), line by
+line against the default:
+
+- counts: the official ``int(N * r)`` per frame, summed per segment, split into
+  ``max(int(B * d), 1)`` context and the rest salient, the salient share spread over the runs of
+  near-duplicate frames (first runs one more) and the context share over every ``dtm_p``-th run
+  counted from the end, each capped per frame (context at N/2, salient at the rest) with no
+  spill-over, so fewer tokens survive than asked (the repository notes 0.27 giving 24.1%);
+  default: exactly K, the excess spilled over the segment's other frames;
+- salient tokens by ``torch.topk`` of the importance score (``salient_score``, in the features'
+  dtype; the official score is the last ViT block's attention), ties as PyTorch orders them;
+  default: float32, ties to the lower index;
+- density peaks: ``torch.cdist`` on float32 copies over ``sqrt(D)``, k = 4 neighbours (the official
+  constant; ``dpc_k`` is ignored), random noise of 1e-6 added to the densities to break ties;
+  default: exact ties to the lower index, no noise. The official noise comes from torch's global
+  generator, so its own runs differ from one another; here it is drawn, frame by frame in the
+  official order, from a CPU generator seeded with ``seed``: reproducible, and the same draws as
+  the official code would make from that generator state;
+- DTM: each anchor frame's context tokens absorb every segment token that is neither salient nor
+  one of *its own* context tokens, so other anchor frames' kept context tokens are averaged in too;
+  tokens normalised by ``x / ||x||`` (no eps) and merged in the features' dtype; default: dropped
+  tokens only (so ratio 1.0 returns the input), float32;
+- where the official code cannot run, a :class:`~vcast.errors.ReproduceError`: ``T < dyseg_c``
+  (its top-k over the ``T - 1`` transitions), no cut at all, a segment with no salient or no context
+  token (``int(N*r)`` too small), or fewer than 4 candidates for an anchor frame's density step.
 """
 
 from __future__ import annotations
@@ -106,6 +132,7 @@ class FastVIDConfig(MethodConfig):
     """
 
     method: ClassVar[str] = "fastvid"
+    REPRODUCE_MODES: ClassVar[tuple[str, ...]] = ("authors",)
 
     dyseg_c: int = 8
     dyseg_tau: float = 0.84
@@ -189,6 +216,10 @@ def select_fastvid(features: torch.Tensor, config: FastVIDConfig) -> Selection:
     """
     x = one_video(features)
     xf, means = float_frames(x)
+    if config.reproduce == "authors":
+        from vcast.methods.fastvid_authors import select_fastvid_authors
+
+        return select_fastvid_authors(x, config, importance(x, x.mean(dim=1), config.salient_score))
     t, n, d = x.shape
     dev = x.device
     k = kept_total(t, n, config.retain_ratio)
@@ -232,4 +263,6 @@ register_method(MethodSpec(
     select=select_fastvid,
     merges=True,
     summary="FastVID: DySeg segments; salient tokens + DPC-kNN context tokens merging the dropped ones",
+    every_frame_note="no: near-duplicate frames are represented by the last frame of their run and keep "
+                     "nothing themselves (FastVID's design; authors mode too)",
 ))

@@ -132,4 +132,6 @@ register_method(MethodSpec(
     select=select_pool,
     merges=True,
     summary="Pool: 2x2 average pooling on the frame grid (Morton runs at other ratios; exact K)",
+    keeps_every_frame=lambda cfg: True,
+    every_frame_note="yes: K split equally over frames, at least one run each",
 ))

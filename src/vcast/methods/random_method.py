@@ -29,6 +29,7 @@ from vcast.errors import ConfigError
 from vcast.methods._common import (
     equal_budget,
     float_frames,
+    frame_counts,
     kept_total,
     make_selection,
     mask_to_index,
@@ -75,8 +76,7 @@ def select_random(features: torch.Tensor, config: RandomConfig) -> Selection:
     gen = torch.Generator().manual_seed(config.seed)
     if config.scope == "video":
         keep = torch.sort(torch.randperm(t * n, generator=gen)[:k]).values.to(x.device)
-        budget = torch.zeros(t, dtype=torch.long, device=x.device)
-        budget.index_add_(0, torch.div(keep, n, rounding_mode="floor"), torch.ones_like(keep))
+        budget = frame_counts(keep, t, n)
         return make_selection(keep, budget, t, n)
     keys = torch.rand(t, n, generator=gen).to(x.device)
     budget = equal_budget(x, k)
@@ -88,4 +88,7 @@ register_method(MethodSpec(
     config_cls=RandomConfig,
     select=select_random,
     summary="Random: K uniformly random tokens (seeded; whole video or equal per-frame budget)",
+    keeps_every_frame=lambda cfg: cfg.scope == "frame",
+    every_frame_note="scope='frame': yes (equal budgets, at least one each); scope='video' (default): no, a "
+                     "uniform draw over the video can miss a frame",
 ))

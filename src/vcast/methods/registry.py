@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,41 @@ SelectFn = Callable[[torch.Tensor, MethodConfig], Selection]
 BatchSelectFn = Callable[[list[torch.Tensor], MethodConfig], list[Selection]]
 
 
+def _never(config: MethodConfig) -> bool:
+    return False
+
+
+def _at_ratio(fn: SelectFn) -> SelectFn:
+    """``fn`` with ``retain_ratio="auto"`` resolved first (the adaptive-ratio rule picks the video's
+    ratio, then ``fn`` runs at it)."""
+
+    @functools.wraps(fn)
+    def select(features: torch.Tensor, config: MethodConfig) -> Selection:
+        if getattr(config, "is_auto", False):
+            from vcast.core.select import adaptive_ratios
+
+            ratio = adaptive_ratios([features], config.min_ratio, config.max_ratio)[0]
+            config = config.replace(retain_ratio=ratio)
+        return fn(features, config)
+
+    return select
+
+
+def _batch_at_ratio(fn: BatchSelectFn) -> BatchSelectFn:
+    """:func:`_at_ratio` for a batch function: with ``"auto"``, each video runs at its own ratio."""
+
+    @functools.wraps(fn)
+    def select_batch(videos: list[torch.Tensor], config: MethodConfig) -> list[Selection]:
+        if not getattr(config, "is_auto", False):
+            return fn(videos, config)
+        from vcast.core.select import adaptive_ratios
+
+        ratios = adaptive_ratios(videos, config.min_ratio, config.max_ratio)
+        return [fn([v], config.replace(retain_ratio=r))[0] for v, r in zip(videos, ratios)]
+
+    return select_batch
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered pruning method.
@@ -27,6 +63,13 @@ class MethodSpec:
         select_batch: optional vectorised ``(list of Tensor[T_b, N_b, D], config) -> list[Selection]``.
         merges: True if the method returns merged features (not pure pruning).
         summary: one line for ``vcast methods`` and tables.
+        keeps_every_frame: ``config -> bool``, True when that config guarantees at least one kept
+            token in every frame (checked over the registry by the tests).
+        every_frame_note: how the method meets that guarantee, or why it may leave a frame empty
+            (shown by ``vcast methods`` and the README).
+        native_auto: True if ``select`` / ``select_batch`` handle ``retain_ratio="auto"`` themselves;
+            otherwise the spec resolves it first (:func:`vcast.core.select.adaptive_ratios`) and the
+            functions always receive a numeric ratio.
     """
 
     name: str
@@ -35,6 +78,20 @@ class MethodSpec:
     select_batch: BatchSelectFn | None = None
     merges: bool = False
     summary: str = ""
+    keeps_every_frame: Callable[[MethodConfig], bool] = _never
+    every_frame_note: str = ""
+    native_auto: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.native_auto:
+            object.__setattr__(self, "select", _at_ratio(self.select))
+            if self.select_batch is not None:
+                object.__setattr__(self, "select_batch", _batch_at_ratio(self.select_batch))
+
+    @property
+    def reproduce_modes(self) -> tuple[str, ...]:
+        """The ``reproduce=`` modes of this method's config (``()`` if none)."""
+        return tuple(self.config_cls.REPRODUCE_MODES)
 
     def run(self, videos: list[torch.Tensor], config: MethodConfig) -> list[Selection]:
         """Select tokens for several videos (vectorised when the method supports it)."""

@@ -70,4 +70,6 @@ register_method(MethodSpec(
     config_cls=UniformConfig,
     select=select_uniform,
     summary="Uniform: equal per-frame budget + V-CAST's dual-anchor token score",
+    keeps_every_frame=lambda cfg: True,
+    every_frame_note="yes: K split equally over frames, at least one each",
 ))

@@ -16,14 +16,32 @@ What it does, as the official code:
 4. Each frame keeps its ``k_t`` tokens with the *lowest* video + frame similarity (the most
    distinctive), in index order. Pure pruning: kept tokens keep their original positions.
 
-Ratio mapping: the official per-frame counts ``round(scale_t * N)`` (at least 1) need not sum to
-the target. We keep exactly ``K = total_budget(T, N, retain_ratio)``: the clamped scales are used
-as weights for V-CAST's largest-remainder split (:func:`vcast.core.budget.allocate_frames`, one
-token per frame at least, capped at N), so each frame gets ``scale_t * N`` up to rounding.
+Ratio mapping (default): the official per-frame counts ``round(scale_t * N)`` (at least 1) need
+not sum to the target. We keep exactly ``K = total_budget(T, N, retain_ratio)``: the official
+quotas ``q_t = scale_t * N`` are apportioned to K by V-CAST's largest-remainder split
+(:func:`vcast.core.budget.allocate_frames`) on top of a one-token floor, with weights
+``max(q_t - 1, 0)``, so each frame gets ``1 + (q_t - 1)`` up to rounding (capped at N): when every
+quota is at least one token, the budgets are the largest-remainder rounding of the official
+quotas themselves (T=2, N=4, r=0.5: quotas [1, 3] give [1, 3], as the authors' code). Until this
+was measured against the official code (issue 13) the split put the floor first and spread the
+rest by the normalised scales, which flattened the budgets of short clips ([2, 2] there).
 
-Faithfulness: steps 1-4 as the official code, in float32. LLaVA-Video's per-row newline tokens are
-an adapter concern (not part of ``features``). ``curvature`` reports ``u_t``. Vectorised; no host
-sync beyond the finiteness check.
+``reproduce="authors"`` (:mod:`vcast.methods.vidcom2_reproduce`, ``xuyang-liu16/VidCom2``
+``vidcom2.py``), line by line against the default:
+
+- channels: ``int(D * channel_ratio)`` lowest-variance channels by ``torch.topk`` (gathered in its
+  order), like the default, but every step (variance, normalisation, kernel, softmax, scales) runs
+  in the features' dtype (bf16 on real checkpoints); default: float32 with float64 variance sums;
+- counts: the official ``round(scale_t * N)`` per frame, at least 1, whatever they sum to (so K is
+  not ``round(T*N*r)``: typically within a few tokens of it); default: exactly K (above);
+- per frame: ``torch.topk(score, k, largest=False, sorted=False)``, ties as PyTorch orders them;
+  default: ties to the lower index.
+
+``reproduce="vllm"`` (vLLM's ``vllm/multimodal/video_prune/vidcom2.py`` at ``q = 1 - r``): the
+authors' scores and counts with two vLLM changes, at least one channel and counts capped at N, then
+a reconcile to vLLM's count ``max(T, min(int(T*N*(1 - q)), T*N))``: extra tokens are dropped where
+the score is highest (most redundant), missing ones added where it is lowest, across the whole video
+(``torch.topk`` ties); the reconcile may empty a frame. Default: K by the split above.
 """
 
 from __future__ import annotations
@@ -65,6 +83,7 @@ class VidCom2Config(MethodConfig):
     """
 
     method: ClassVar[str] = "vidcom2"
+    REPRODUCE_MODES: ClassVar[tuple[str, ...]] = ("authors", "vllm")
 
     channel_ratio: float = 0.5
     temperature: float = 0.01
@@ -164,13 +183,20 @@ def select_vidcom2(features: torch.Tensor, config: VidCom2Config) -> Selection:
     """
     x = one_video(features)
     xf, _ = float_frames(x)
+    if config.reproduce is not None:
+        from vcast.methods import vidcom2_reproduce as published
+
+        run = published.select_authors if config.reproduce == "authors" else published.select_vllm
+        return run(x, config.retain_ratio, config.channel_ratio, config.temperature)
     t, n, _ = x.shape
     k = kept_total(t, n, config.retain_ratio)
     video_sim, frame_sim = vidcom2_scores(xf, config.channel_ratio)
     distinct = -video_sim.mean(dim=1)
     p = torch.softmax((distinct - distinct.max()) / config.temperature, dim=0)
     scales = (config.retain_ratio * (1.0 + p - p.mean())).clamp(max=1.0)
-    weights = scales / scales.sum()
+    above_floor = (scales * n - 1.0).clamp(min=0.0)  # the official quota beyond the one-token floor
+    total = above_floor.sum()
+    weights = torch.where(total > 0, above_floor / total.clamp(min=1e-30), torch.full_like(scales, 1.0 / t))
     layout = BatchLayout.build([x], x.device)
     budget = allocate_frames(weights, torch.tensor([k], device=x.device), layout, min_tokens_per_frame=1)
     mask = topk_mask(video_sim + frame_sim, budget, largest=False)
@@ -182,4 +208,7 @@ register_method(MethodSpec(
     config_cls=VidCom2Config,
     select=select_vidcom2,
     summary="VidCom2: budgets from frame distinctiveness; keep tokens least similar to video and frame",
+    keeps_every_frame=lambda cfg: cfg.reproduce != "vllm",
+    every_frame_note="yes: one token per frame first (authors: each count is at least 1); vllm mode: no, its "
+                     "global reconcile can take a frame's last token",
 ))

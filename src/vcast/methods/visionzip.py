@@ -11,8 +11,12 @@ What it does, per frame with budget ``k_t`` (K split equally over frames, larges
    162/30 splits.
 2. Contextual tokens: of the ``N - d_t`` remaining tokens (in index order), every ``step``-th,
    ``step = max(1, (N - d_t) // c_t)``, the first ``c_t`` of them, are targets; every other
-   remaining token joins the target it is most similar to (cosine) and each contextual token is
-   the mean of its target and its members, as in the official code.
+   remaining token joins the target it is most similar to (cosine), and each contextual token is
+   the mean of its target and its members, ``(target + sum(members)) / (1 + count)``. The official
+   code forms ``target + mean(members)`` instead (``reproduce="authors"`` does): a sum of two
+   tokens, about twice a token's norm when members resemble their target. The default keeps the
+   merged token a token-sized average, in the range of the features the LLM was trained on, as
+   token merging (ToMe) does; the grouping is the official one either way.
 
 How "dominant" is scored without a [CLS] token or attention maps: VisionZip ranks tokens by the
 [CLS] attention of the vision encoder's last layer; post-merger Qwen/LLaVA-OV video tokens have
@@ -32,6 +36,24 @@ attention and keys (we use the post-merger features for both) and keeps the [CLS
 none here). The retain ratio is the fraction of video tokens reaching the LLM, split equally over
 frames as the official per-frame setting does. Vectorised over frames; no host sync beyond the
 finiteness check.
+
+``reproduce="authors"``: ``CLIPVisionTower_VisionZip.forward`` of ``dvlab-research/VisionZip``
+(``visionzip/clip_encoder.py``, read at 3151f6d) on the features, line by line against the default:
+
+- counts: every frame keeps the same ``k = round(N*r)`` (at least 1) tokens, ``c = round(k * (1 -
+  dominant_fraction))`` contextual and ``k - c`` dominant, as the official fixed per-image
+  ``(dominant, contextual)`` setting (its ``dominant`` counts the [CLS] token, which post-merger
+  video tokens lack); so K = ``T * k``, not ``round(T*N*r)``. Default: K split equally over frames;
+- dominant tokens by ``torch.topk`` of the importance score (``dominant_score``, in the features'
+  dtype; the official score is the [CLS] attention, which does not exist here), ties as PyTorch
+  orders them; default: float32, ties to the lower index;
+- contextual tokens: the tokens normalised by ``x / ||x||`` (no eps), assignment by ``argmax`` of
+  their dot products with the normalised targets (first maximum), merged as ``target +
+  mean(members)`` in the features' dtype; default: the average above, float32;
+- ``c = 0`` (a small k at a large ``dominant_fraction``) raises :class:`~vcast.errors.ReproduceError`:
+  the official step ``(N - d) // c`` divides by zero;
+- not reproducible in a Selection: the official output puts the dominant tokens first and the
+  contextual ones after them; here both sit at their grid positions, in grid order.
 """
 
 from __future__ import annotations
@@ -46,7 +68,7 @@ import torch.nn.functional as F
 from vcast.config import MethodConfig
 from vcast.core.curvature import EPS
 from vcast.core.selection import Selection
-from vcast.errors import ConfigError
+from vcast.errors import ConfigError, ReproduceError
 from vcast.methods._common import (
     equal_budget,
     equal_split,
@@ -71,6 +93,7 @@ class VisionZipConfig(MethodConfig):
     """
 
     method: ClassVar[str] = "visionzip"
+    REPRODUCE_MODES: ClassVar[tuple[str, ...]] = ("authors",)
 
     dominant_fraction: float = 54 / 64
     dominant_score: Literal["mean_query", "norm"] = "norm"
@@ -97,6 +120,47 @@ def importance(xf: torch.Tensor, means: torch.Tensor, how: str) -> torch.Tensor:
     return torch.bmm(means.unsqueeze(1), xf.transpose(1, 2)).squeeze(1)
 
 
+def select_visionzip_authors(x: torch.Tensor, config: VisionZipConfig) -> Selection:
+    """VisionZip as the official encoder patch selects and merges (module docstring, ``"authors"``)."""
+    t, n, d = x.shape
+    dev = x.device
+    per_frame = kept_total(1, n, config.retain_ratio)
+    ctx = round(per_frame * (1.0 - config.dominant_fraction))
+    dom = per_frame - ctx
+    if ctx == 0:
+        raise ReproduceError(
+            f"VisionZip's official code needs at least one contextual token per frame (its step (N - d) // c "
+            f"divides by zero); N={n}, retain_ratio={config.retain_ratio} and dominant_fraction="
+            f"{config.dominant_fraction} give {per_frame} tokens, 0 contextual. Raise retain_ratio, lower "
+            "dominant_fraction, or use reproduce=None"
+        )
+    means = x.mean(dim=1)  # features' dtype
+    score = importance(x, means, config.dominant_score)
+    dominant = torch.zeros(t, n, dtype=torch.bool, device=dev)
+    if dom:
+        dominant.scatter_(1, torch.topk(score, dom, dim=1).indices, True)
+    rest_n = n - dom
+    rest_idx = (~dominant).nonzero()[:, 1].view(t, rest_n)  # each frame's other tokens, in index order
+    rest = torch.gather(x, 1, rest_idx.unsqueeze(-1).expand(t, rest_n, d))
+    unit = rest / rest.norm(dim=-1, keepdim=True)
+    step = max(1, rest_n // ctx)
+    is_target = torch.zeros(rest_n, dtype=torch.bool, device=dev)
+    is_target[torch.arange(0, rest_n, step, device=dev)[:ctx]] = True
+    sim = torch.bmm(unit[:, ~is_target], unit[:, is_target].transpose(1, 2))  # [T, members, c]
+    assign = torch.zeros_like(sim, dtype=x.dtype).scatter_(2, sim.argmax(dim=2, keepdim=True), 1)
+    counts = assign.sum(dim=1).clamp(min=1).unsqueeze(-1)
+    context = rest[:, is_target] + torch.bmm(assign.transpose(1, 2), rest[:, ~is_target]) / counts
+    keep_mask = dominant.clone()
+    keep_mask.scatter_(1, rest_idx[:, is_target], True)
+    k = t * per_frame
+    keep = mask_to_index(keep_mask, k)
+    values = x.clone()
+    values.scatter_(1, rest_idx[:, is_target].unsqueeze(-1).expand(t, ctx, d), context.to(x.dtype))
+    merged = values.reshape(t * n, d).index_select(0, keep)
+    budget = torch.full((t,), per_frame, dtype=torch.long, device=dev)
+    return make_selection(keep, budget, t, n, merged_features=merged)
+
+
 def select_visionzip(features: torch.Tensor, config: VisionZipConfig) -> Selection:
     """Dominant + contextual tokens per frame at exactly K tokens.
 
@@ -109,6 +173,8 @@ def select_visionzip(features: torch.Tensor, config: VisionZipConfig) -> Selecti
     """
     x = one_video(features)
     xf, means = float_frames(x)
+    if config.reproduce == "authors":
+        return select_visionzip_authors(x, config)
     t, n, d = x.shape
     dev = x.device
     k = kept_total(t, n, config.retain_ratio)
@@ -156,5 +222,7 @@ register_method(MethodSpec(
     config_cls=VisionZipConfig,
     select=select_visionzip,
     merges=True,
-    summary="VisionZip: dominant tokens (frame-mean-query score) + merged contextual tokens per frame",
+    summary="VisionZip: dominant tokens (token-norm score) + merged contextual tokens per frame",
+    keeps_every_frame=lambda cfg: True,
+    every_frame_note="yes: the budget is split equally over frames, at least one each (authors: round(N*r) >= 1 each)",
 ))

@@ -59,10 +59,16 @@ RATIOS = (0.5, 0.25, 0.15, 0.1)
 EXTRA_SETTINGS: tuple[tuple[str, dict], ...] = (("vcast", {"token_curvature_weight": 1.0}),)
 
 
-def settings(methods: Sequence[str] | None = None) -> list[tuple[str, dict]]:
-    """``(method, options)`` pairs to measure: each registered method (defaults) plus :data:`EXTRA_SETTINGS`."""
+def settings(methods: Sequence[str] | None = None, reproduce: str | None = None) -> list[tuple[str, dict]]:
+    """``(method, options)`` pairs to measure: each registered method (defaults) plus :data:`EXTRA_SETTINGS`;
+    with ``reproduce`` ("authors" / "vllm"), each method that has that mode (of ``methods``, which must),
+    at its defaults and with ``reproduce=mode``."""
     from vcast.methods import get_method, list_methods
 
+    if reproduce is not None:
+        from vcast.bench.coverage import reproduce_variants
+
+        return [(v.method, dict(v.overrides)) for v in reproduce_variants(reproduce, methods)]
     names = list_methods() if methods is None else list(methods)
     for name in names:
         get_method(name)  # unknown names raise ConfigError
@@ -116,12 +122,14 @@ class EncodedSplit:
 
 def run_benchmark(model, processor, clips: Sequence[tasks.Clip], *, methods: Sequence[str] | None = None,
                   ratios: Sequence[float] = RATIOS, batch_size: int = 24,
-                  on_setting: Callable[[str], None] | None = None) -> dict:
+                  on_setting: Callable[[str], None] | None = None, reproduce: str | None = None) -> dict:
     """Accuracy of ``model`` unpruned and under every setting x ratio on ``clips``.
 
     Returns ``{"unpruned": accuracy(...), "results": [{"method", "options", "ratio", "kept_ratio",
     "overall", "retention", "families", "family_retention"}, ...]}``; ``retention`` is pruned accuracy
     divided by unpruned accuracy, ``kept_ratio`` the video tokens that reached the LLM over all tokens.
+    ``reproduce``: see :func:`settings`; a setting whose published code cannot run at a ratio gets a
+    row ``{"method", "options", "ratio", "not_runnable": reason}``.
     """
     import vcast
 
@@ -129,14 +137,18 @@ def run_benchmark(model, processor, clips: Sequence[tasks.Clip], *, methods: Seq
     base_answers, _, _ = split.predict(model)
     base = accuracy(clips, base_answers)
     results = []
-    for method, options in settings(methods):
+    for method, options in settings(methods, reproduce):
         for ratio in ratios:
             label = f"{method}{_fmt_options(options)} @ {ratio}"
             if on_setting is not None:
                 on_setting(label)
-            with vcast.enabled(model, method=method, retain_ratio=ratio, **options) as handle:
-                precomputed = handle.config.prune_at == "llm"
-                answers, before, after = split.predict(model, precomputed=precomputed, handle=handle)
+            try:
+                with vcast.enabled(model, method=method, retain_ratio=ratio, **options) as handle:
+                    precomputed = handle.config.prune_at == "llm"
+                    answers, before, after = split.predict(model, precomputed=precomputed, handle=handle)
+            except vcast.ReproduceError as err:
+                results.append({"method": method, "options": options, "ratio": ratio, "not_runnable": str(err)})
+                continue
             acc = accuracy(clips, answers)
             results.append({
                 "method": method, "options": options, "ratio": ratio,
