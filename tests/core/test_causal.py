@@ -15,9 +15,11 @@ from vcast.core.budget import total_budget
 from vcast.core.causal import (
     LOOKAHEAD_FRAMES,
     REPAY_HORIZON,
+    WEIGHT_BINS,
     CausalState,
     causal_step,
     trajectory,
+    water_level,
 )
 from vcast.core.evict import eviction_keys, skeleton_mask, skeleton_stride, survivors
 from vcast.errors import ConfigError, InputError
@@ -125,31 +127,66 @@ def test_a_commit_never_depends_on_frames_after_its_lookahead(t, n, ratio, curva
 
 
 def _loop_budget(curvature: list[float], n: int, ratio: float, temperature: float) -> list[int]:
-    """Per-frame reference of the budget of one-frame commits, in plain Python floats."""
-    out, spent, exp_sum = [], 0, 0.0
+    """Per-frame reference of the budget of one-frame commits in plain Python floats, the share's
+    water level found by bisection (the core solves it in closed form)."""
+    out, spent, counts, sums = [], 0, [0.0] * WEIGHT_BINS, [0.0] * WEIGHT_BINS
     for t, c in enumerate(curvature):
         e = math.exp(c / temperature)
-        exp_sum += e
-        before = total_budget(t, n, ratio) if t else 0
-        k = total_budget(t + 1, n, ratio) - before
+        k = total_budget(t + 1, n, ratio)
         if t:
-            k += round(n * ratio * (e / (exp_sum / (t + 1)) - 1))
-            share = (spent - before) / REPAY_HORIZON
-            k -= math.ceil(share) if share > 0 else math.floor(share)
+            values = [(sums[b] / counts[b], counts[b]) for b in range(WEIGHT_BINS) if counts[b]] + [(e, 1.0)]
+            lo, hi = 0.0, float(n)
+            for _ in range(200):
+                mid = (lo + hi) / 2
+                if sum(w * min(n, 1 + mid * v) for v, w in values) < k:
+                    lo = mid
+                else:
+                    hi = mid
+            share = min(n, 1 + hi * e)
+            debt = (spent - total_budget(t, n, ratio)) / REPAY_HORIZON
+            k = round(share) - (math.ceil(debt) if debt > 0 else math.floor(debt))
         k = min(max(k, 1), n)
+        b = min(int(c / 2.0 * WEIGHT_BINS), WEIGHT_BINS - 1)
+        counts[b] += 1
+        sums[b] += e
         out.append(k)
         spent += k
     return out
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_one_frame_commits_match_the_per_frame_reference(seed: int) -> None:
+@pytest.mark.parametrize("ratio", [0.05, 0.2, 0.6, 1.0])
+def test_one_frame_commits_match_the_per_frame_reference(seed: int, ratio: float) -> None:
     x = _features(30, 20, 6, seed)
-    cfg = vcast.VCastConfig(retain_ratio=0.2)
+    cfg = vcast.VCastConfig(retain_ratio=ratio)
     steps = _run(x, cfg, [1] * 30)
     curvature = [float(s.selection.curvature) for s in steps]
     got = [s.selection.num_kept for s in steps]
-    assert got == _loop_budget(curvature, 20, 0.2, cfg.temperature)
+    assert got == _loop_budget(curvature, 20, ratio, cfg.temperature)
+    if ratio == 1.0:
+        assert got == [20] * 30
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.floats(1.0, 20.0), min_size=1, max_size=12), floor=st.integers(0, 3),
+       extra=st.integers(0, 10), fill=st.floats(0.0, 1.0), seed=st.integers(0, 100))
+def test_water_level_solves_the_capped_sum(values, floor, extra, fill, seed) -> None:
+    cap = floor + extra
+    counts = [1.0 + (seed * (i + 1)) % 3 for i in range(len(values))]
+    top = sum(c * cap for c in counts)
+    total = sum(c * floor for c in counts) + fill * (top - sum(c * floor for c in counts))
+    lam = float(water_level(torch.tensor(values, dtype=torch.float64), torch.tensor(counts, dtype=torch.float64),
+                            floor, cap, total))
+    got = sum(c * min(cap, floor + lam * v) for v, c in zip(values, counts))
+    assert got == pytest.approx(total, abs=1e-6 * max(1.0, total))
+
+
+def test_a_long_stream_keeps_the_configured_ratio() -> None:
+    x = _features(600, 16, 8, 5)
+    for ratio in (0.1, 0.25, 0.5):
+        steps = _run(x, vcast.VCastConfig(retain_ratio=ratio), [1] * 600)
+        kept = sum(s.selection.num_kept for s in steps)
+        assert abs(kept / (600 * 16) - ratio) < 0.01
 
 
 def test_turning_frames_get_more_than_straight_ones() -> None:

@@ -12,26 +12,29 @@ stream never has the whole video. The causal rule commits frames in order and ne
    lookahead present a frame's angle equals its offline value exactly; without it (the stream's
    newest frame, committed when a question arrives) the frame is the window's endpoint and gets the
    estimator's endpoint value, as the last frame of an offline video does.
-2. **A frame's share as if the video ended now.** Frame t is worth ``N * r * e_t / Z``, with
-   ``e_t = exp(c_t / tau)`` and ``Z`` the mean of ``e`` over every frame committed so far including
-   this commit: exactly what offline V-CAST would give it if the video ended with this commit. The
-   commit's budget is the growth of the offline target, ``total_budget(T_after) -
-   total_budget(T_before)``, plus its *excess* ``round(N * r * sum_commit(e / Z - 1))`` (turning frames
-   get more than the average share, straight ones less), minus a repayment of what earlier commits
-   overspent (``debt = spent - total_budget(T_before)``, repaid over :data:`REPAY_HORIZON` frames,
-   rounded away from zero so every debt shrinks), clamped to ``[P * min_k, P * N]``. The debt
-   stays bounded (about ``REPAY_HORIZON * N``), so the kept ratio tracks ``r`` on any long stream.
+2. **A commit's share as if the video ended now.** Offline V-CAST on the ``T`` frames seen so far
+   gives frame t ``min(N, m + lam * e_t)`` tokens (``e_t = exp(c_t / tau)``, ``m`` the per-frame
+   floor, ``lam`` such that the shares sum to ``K(T) = total_budget(T)``; this is
+   :func:`vcast.core.budget.allocate_frames` before rounding, caps included). The commit gets the
+   sum of its frames' shares, with ``lam`` solved in closed form over the committed frames and a
+   fixed histogram of the earlier frames' weights (:data:`WEIGHT_BINS` bins of ``c`` in ``[0, 2]``,
+   each holding its count and its exact sum of ``e``): turning frames get more than the average
+   share, straight ones less, and at ``retain_ratio=1`` every frame keeps all ``N``. What earlier
+   commits overspent (``debt = spent - K(T_before)``, from rounding and from shares computed before
+   later frames changed the normaliser) is repaid over :data:`REPAY_HORIZON` frames, rounded away
+   from zero so every debt shrinks; the result is clamped to ``[P * m, P * N]``. The debt stays
+   bounded (about ``REPAY_HORIZON * N``), so the kept ratio tracks ``r`` on any long stream.
 3. **Inside the commit, offline V-CAST.** The budget is split over the committed frames by
    :func:`vcast.core.budget.allocate_frames` on ``softmax(c / tau)`` and each frame keeps its top
    tokens by :func:`vcast.core.select.dual_anchor_scores`, as offline.
 
-So a commit that holds a whole clip (no history, no lookahead) is offline V-CAST bit for bit: the
-excess of a first commit is zero, the budget is ``total_budget(T)``, and steps 1 and 3 are the
+So a commit that holds a whole clip (no history, no lookahead) is offline V-CAST bit for bit: a
+first commit's budget is ``total_budget(T)`` (its shares sum to it), and steps 1 and 3 are the
 offline computation. Everything is vectorised over the committed frames; the only host
 synchronisation is reading the commit's token count (the output length depends on it).
 
-The state between commits is small and bounded: counters, the running sum of ``e`` and the last
-``C`` frame representations (``C = 18`` for the robust curvature, 1 for the angle).
+The state between commits is small and bounded: counters, the weight histogram and the last ``C``
+frame representations (``C = 18`` for the robust curvature, 1 for the angle).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import torch.nn.functional as F
 
 from vcast.config import VCastConfig
 from vcast.core.budget import allocate_frames, total_budget
-from vcast.core.curvature import CURVATURES, EPS, LEVEL_HALF_WINDOW
+from vcast.core.curvature import CURVATURE_RANGE, CURVATURES, EPS, LEVEL_HALF_WINDOW
 from vcast.core.layout import BatchLayout, check_finite, check_video
 from vcast.core.select import dual_anchor_scores, frame_means, frame_ranks
 from vcast.core.selection import Selection
@@ -57,6 +60,9 @@ CONTEXT_FRAMES = {"angle": 1, "robust": 2 * LEVEL_HALF_WINDOW + 2}
 LOOKAHEAD_FRAMES = {"angle": 1, "robust": 2}
 # Frames over which an overspent (or underspent) budget is paid back.
 REPAY_HORIZON = 16
+# Bins of the histogram of earlier frames' curvature (c in [0, CURVATURE_RANGE]) that stands in for
+# them when a commit's share is solved.
+WEIGHT_BINS = 64
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,8 @@ class CausalState:
     Attributes:
         frames: frames committed so far.
         spent: tokens kept for them at commit time (eviction does not change it).
-        exp_sum: ``FloatTensor[]`` (float64), ``sum exp(c_t / tau)`` over the committed frames.
+        weights: ``FloatTensor[2, WEIGHT_BINS]`` (float64): per curvature bin, the committed frames'
+            count and their sum of ``exp(c_t / tau)``.
         context: ``FloatTensor[C, D]``, the L2-normalised frame means of the last committed frames
             (at most :data:`CONTEXT_FRAMES` of the estimator), or None before the first commit.
         tokens: N, the tokens per frame of the stream (fixed by the first commit), or None.
@@ -74,7 +81,7 @@ class CausalState:
 
     frames: int = 0
     spent: int = 0
-    exp_sum: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
+    weights: torch.Tensor = field(default_factory=lambda: torch.zeros(2, WEIGHT_BINS, dtype=torch.float64))
     context: torch.Tensor | None = None
     tokens: int | None = None
 
@@ -128,28 +135,61 @@ def window_curvature(commit: torch.Tensor, context: torch.Tensor | None, lookahe
     return CURVATURES[kind](window, layout)[start:start + commit.shape[0]]
 
 
+def water_level(values: torch.Tensor, counts: torch.Tensor, floor: int, cap: int, total: float) -> torch.Tensor:
+    """``lam`` with ``sum_j counts_j * min(cap, floor + lam * values_j) = total`` (``FloatTensor[]``).
+
+    ``values > 0``; the sum is piecewise linear in ``lam`` with a kink where each ``floor + lam * v``
+    reaches ``cap``, so ``lam`` is read off the segment that holds ``total`` (sorted kinks, cumulative
+    sums; no iteration). If ``total`` needs every term at its cap, the last kink is returned.
+    """
+    room = float(cap - floor)
+    if room <= 0:
+        return values.new_zeros(())
+    kinks, order = torch.sort(room / values)
+    v, c = values[order], counts[order]
+    base = counts.sum() * floor
+    capped = torch.cumsum(c, 0) * room  # from the terms at or below each kink
+    rest = torch.flip(torch.cumsum(torch.flip(c * v, [0]), 0), [0]) - c * v  # over the later kinks
+    at_kink = base + capped + kinks * rest  # the sum at lam = each kink (nondecreasing)
+    i = torch.searchsorted(at_kink, torch.full((1,), total, dtype=at_kink.dtype, device=at_kink.device))[0]
+    last = kinks.shape[0] - 1
+    j = i.clamp(max=last)
+    below = torch.where(j > 0, capped[(j - 1).clamp(min=0)], torch.zeros_like(base))
+    lam = (total - base - below) / (rest[j] + c[j] * v[j])
+    return torch.where(i > last, kinks[last], lam)
+
+
 def commit_budget(logits: torch.Tensor, state: CausalState, tokens: int,
                   config: VCastConfig) -> tuple[int, torch.Tensor]:
     """Tokens for a commit of ``P`` frames whose budget logits are ``logits[P]`` (``c / tau``).
 
-    ``total_budget(T + P) - total_budget(T) + round(N r sum(e / Z - 1)) - repay``, clamped to
-    ``[P * min(min_k, N), P * N]`` (see the module docstring; the excess of a first commit is 0).
+    A first commit gets ``total_budget(P)``; later ones ``round(sum of the commit's shares) - repay``,
+    clamped to ``[P * m, P * N]`` (see the module docstring).
 
     Returns:
-        ``(K, exp_sum)``: the commit's token count (one host synchronisation reads it) and the
-        running ``sum exp(c / tau)`` including this commit (``FloatTensor[]``, float64).
+        ``(K, weights)``: the commit's token count (one host synchronisation reads it) and the weight
+        histogram including this commit.
     """
     p, r, min_k = logits.shape[0], float(config.retain_ratio), config.min_tokens_per_frame
     e = torch.exp(logits.double())
-    exp_sum = state.exp_sum.to(e.device) + e.sum()
+    c = logits.double() * config.temperature
+    bins = (c / CURVATURE_RANGE * WEIGHT_BINS).long().clamp(0, WEIGHT_BINS - 1)
+    weights = state.weights.to(e.device).clone()
+    weights[0].index_add_(0, bins, torch.ones_like(e))
+    weights[1].index_add_(0, bins, e)
     frames = state.frames + p
-    before = total_budget(state.frames, tokens, r, min_k) if state.frames else 0
-    k = total_budget(frames, tokens, r, min_k) - before
+    floor, k = min(min_k, tokens), total_budget(frames, tokens, r, min_k)
     if state.frames:
-        excess = tokens * r * ((e * (frames / exp_sum)).sum() - p)
-        share = (state.spent - before) * min(1.0, p / REPAY_HORIZON)
-        k += round(float(excess)) - (math.ceil(share) if share > 0 else math.floor(share))
-    return min(max(k, p * min(min_k, tokens)), p * tokens), exp_sum
+        seen = state.weights[0].to(e.device) > 0
+        history = state.weights[1].to(e.device)[seen] / state.weights[0].to(e.device)[seen]
+        values = torch.cat([history, e])
+        counts = torch.cat([state.weights[0].to(e.device)[seen], torch.ones_like(e)])
+        lam = water_level(values, counts, floor, tokens, float(k))
+        share = torch.clamp(floor + lam * e, max=tokens).sum()
+        before = total_budget(state.frames, tokens, r, min_k)
+        debt = (state.spent - before) * min(1.0, p / REPAY_HORIZON)
+        k = round(float(share)) - (math.ceil(debt) if debt > 0 else math.floor(debt))
+    return min(max(k, p * floor), p * tokens), weights
 
 
 def causal_step(features: torch.Tensor, state: CausalState, lookahead: torch.Tensor | None,
@@ -191,7 +231,7 @@ def causal_step(features: torch.Tensor, state: CausalState, lookahead: torch.Ten
     context = None if state.context is None else state.context.to(r.device)
     c = window_curvature(r, context, lookahead, kind)
     logits = c / config.temperature
-    total, exp_sum = commit_budget(logits, state, n, config)
+    total, histogram = commit_budget(logits, state, n, config)
     layout = BatchLayout.build([x], x.device)
     weights = layout.segment_softmax(logits)
     budget = allocate_frames(weights, torch.tensor([total], device=x.device), layout, config.min_tokens_per_frame)
@@ -204,6 +244,6 @@ def causal_step(features: torch.Tensor, state: CausalState, lookahead: torch.Ten
     keep_ctx = CONTEXT_FRAMES[kind]
     history = r if context is None else torch.cat([context, r])
     new_state = replace(state, frames=state.frames + p, spent=state.spent + total,
-                        exp_sum=exp_sum,
+                        weights=histogram,
                         context=history[-keep_ctx:].clone(), tokens=n)
     return CausalStep(Selection(keep, budget, c, p, n), new_state, rank, logits, r)
