@@ -1,4 +1,4 @@
-"""A live video stream pruned as it arrives: :class:`VideoStream` (see :mod:`vcast.stream`)."""
+"""A live video stream pruned as it arrives: :class:`VideoStream` (see :mod:`vcast.streaming`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from vcast.core.causal import LOOKAHEAD_FRAMES, CausalState, causal_step, check_
 from vcast.core.evict import eviction_keys, skeleton_mask, skeleton_stride, survivors
 from vcast.core.selection import Selection
 from vcast.errors import ConfigError, InputError
-from vcast.stream.cache import StreamCache, text_slots
-from vcast.stream.config import StreamConfig
-from vcast.stream.families import Cursor, Encoded, resolve_family
+from vcast.streaming.cache import StreamCache, text_slots
+from vcast.streaming.config import StreamConfig
+from vcast.streaming.families import Cursor, Encoded, resolve_family
 
 # Chunks whose stats ``VideoStream.stats["chunks"]`` keeps (older ones are only counted).
 STATS_HISTORY = 256

@@ -10,7 +10,6 @@ from conftest import tiny
 
 import vcast
 from vcast.errors import ConfigError, InputError, UnsupportedModelError
-from vcast.stream import stream
 
 TYPES = ["qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl", "llava_onevision"]
 QUESTION = "What happens?"
@@ -53,7 +52,7 @@ def test_ratio_one_in_chunks_equals_offline_generate(model_type, chunk) -> None:
     model, processor = tiny(model_type)
     clip = _clip()
     logits, tokens, _ = _offline(model, processor, clip)
-    s = stream(model, processor, vcast.VCastConfig(retain_ratio=1.0))
+    s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=1.0))
     _feed(s, clip, chunk)
     answer = s.ask(QUESTION, max_new_tokens=6, output_logits=True)
     torch.testing.assert_close(answer.logits[0], logits, atol=1e-4, rtol=0)
@@ -70,7 +69,7 @@ def test_whole_clip_chunk_keeps_the_offline_pruned_set(model_type, ratio, curvat
     clip = _clip(12)
     cfg = vcast.VCastConfig(retain_ratio=ratio, curvature=curvature)
     logits, tokens, selection = _offline(model, processor, clip, cfg, max_new_tokens=4)
-    s = stream(model, processor, cfg)
+    s = vcast.stream(model, processor, cfg)
     s.add_frames(clip, timestamps=_times(0, len(clip)))
     answer = s.ask(QUESTION, max_new_tokens=4, output_logits=True)
     kept = s.selection()
@@ -84,7 +83,7 @@ def test_whole_clip_chunk_keeps_the_offline_pruned_set(model_type, ratio, curvat
 def test_kept_tokens_of_a_frame_never_change_later(model_type) -> None:
     model, processor = tiny(model_type)
     clip = _clip(24, seed=5)
-    s = stream(model, processor, vcast.VCastConfig(retain_ratio=0.25))
+    s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=0.25))
     seen: dict[int, list[int]] = {}
     n = None
     for i in range(0, len(clip), 3):
@@ -104,7 +103,7 @@ def test_cache_never_exceeds_the_cap_and_stays_flat(model_type) -> None:
     model, processor = tiny(model_type)
     clip = _clip(120, seed=7, size=32)
     cap = 60
-    s = stream(model, processor, vcast.VCastConfig(retain_ratio=0.5), max_video_tokens=cap)
+    s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=0.5), max_video_tokens=cap)
     lengths = []
     for i in range(0, len(clip), 2):
         report = s.add_frames(clip[i:i + 2], timestamps=_times(i, i + 2))
@@ -128,7 +127,7 @@ def test_cache_never_exceeds_the_cap_and_stays_flat(model_type) -> None:
 def test_eviction_keeps_each_frame_a_prefix_of_its_ranking() -> None:
     model, processor = tiny("llava_onevision")
     clip = _clip(40, seed=2)
-    s = stream(model, processor, vcast.VCastConfig(retain_ratio=0.5), max_video_tokens=50)
+    s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=0.5), max_video_tokens=50)
     _feed(s, clip, 4)
     table = s._cache.table
     for f in torch.unique(table.frame[table.video]).tolist():
@@ -141,7 +140,7 @@ def test_ask_leaves_the_stream_as_it_was(model_type) -> None:
     model, processor = tiny(model_type)
     clip = _clip(16)
     cfg = vcast.VCastConfig(retain_ratio=0.4)
-    a, b = stream(model, processor, cfg), stream(model, processor, cfg)
+    a, b = vcast.stream(model, processor, cfg), vcast.stream(model, processor, cfg)
     _feed(a, clip[:8], 2)
     _feed(b, clip[:8], 2)
     first = a.ask(QUESTION, max_new_tokens=3, output_logits=True)
@@ -161,7 +160,7 @@ def test_bad_input_raises_and_changes_nothing(model_type) -> None:
     model, processor = tiny(model_type)
     clip = _clip(10)
     cfg = vcast.VCastConfig(retain_ratio=0.3)
-    s, ref = stream(model, processor, cfg), stream(model, processor, cfg)
+    s, ref = vcast.stream(model, processor, cfg), vcast.stream(model, processor, cfg)
     with pytest.raises(InputError, match="before any frame"):
         s.ask(QUESTION)
     s.add_frames(clip[:4], timestamps=_times(0, 4))
@@ -192,7 +191,7 @@ def test_bad_input_raises_and_changes_nothing(model_type) -> None:
 
 def test_a_lone_qwen_frame_waits_for_its_temporal_partner() -> None:
     model, processor = tiny("qwen3_vl")
-    s = stream(model, processor)
+    s = vcast.stream(model, processor)
     report = s.add_frames(_clip(1))
     assert report["encoded"] == 0
     with pytest.raises(InputError, match="temporal patch"):
@@ -205,7 +204,7 @@ def test_default_timestamps_follow_fps() -> None:
     model, processor = tiny("qwen3_vl")
     clip = _clip(8)
     cfg = vcast.VCastConfig(retain_ratio=0.3)
-    a, b = stream(model, processor, cfg, fps=4.0), stream(model, processor, cfg)
+    a, b = vcast.stream(model, processor, cfg, fps=4.0), vcast.stream(model, processor, cfg)
     a.add_frames(clip[:4])
     a.add_frames(clip[4:])
     b.add_frames(clip[:4], timestamps=[i / 4.0 for i in range(4)])
@@ -217,21 +216,21 @@ def test_default_timestamps_follow_fps() -> None:
 def test_unsupported_models_options_and_handles() -> None:
     model, processor = tiny("qwen3_vl")
     with pytest.raises(ConfigError, match="auto"):
-        stream(model, processor, vcast.VCastConfig(retain_ratio="auto"))
+        vcast.stream(model, processor, vcast.VCastConfig(retain_ratio="auto"))
     with pytest.raises(ConfigError, match="VCastConfig"):
-        stream(model, processor, vcast.get_method("evs").config_cls())
+        vcast.stream(model, processor, vcast.get_method("evs").config_cls())
     with pytest.raises(ConfigError, match="max_video_tokens"):
-        stream(model, processor, max_video_tokens=0)
+        vcast.stream(model, processor, max_video_tokens=0)
     with pytest.raises(ConfigError, match="skeleton"):
-        stream(model, processor, max_video_tokens=10, skeleton=0.9)
+        vcast.stream(model, processor, max_video_tokens=10, skeleton=0.9)
     with vcast.enabled(model, retain_ratio=0.5), pytest.raises(InputError, match="handle.remove"):
-        stream(model, processor)
+        vcast.stream(model, processor)
 
     class Other(torch.nn.Module):
         config = type("C", (), {"model_type": "bert"})()
 
     with pytest.raises(UnsupportedModelError, match="qwen3_vl"):
-        stream(Other(), processor)
+        vcast.stream(Other(), processor)
 
 
 def test_custom_template_without_chat_template() -> None:
@@ -240,17 +239,17 @@ def test_custom_template_without_chat_template() -> None:
     template = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "{question}"}]}],
         add_generation_prompt=True, tokenize=False)
-    a, b = stream(model, processor), stream(model, processor, template=template)
+    a, b = vcast.stream(model, processor), vcast.stream(model, processor, template=template)
     for s in (a, b):
         s.add_frames(clip, timestamps=_times(0, 6))
     assert torch.equal(a.ask(QUESTION, output_logits=True).logits, b.ask(QUESTION, output_logits=True).logits)
     with pytest.raises(InputError, match="exactly once"):
-        stream(model, processor, template="no video here {question}")
+        vcast.stream(model, processor, template="no video here {question}")
 
 
 def test_half_precision_model_streams() -> None:
     model, processor = vcast.testing.tiny_model("qwen3_vl", dtype=torch.bfloat16)
-    s = stream(model, processor, vcast.VCastConfig(retain_ratio=0.3), max_video_tokens=20)
+    s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=0.3), max_video_tokens=20)
     _feed(s, _clip(12), 2)
     answer = s.ask(QUESTION, max_new_tokens=2)
     assert answer.video_tokens <= 20 and len(answer.tokens) >= 1

@@ -62,9 +62,9 @@ What was taken from the streaming literature (ideas, not code):
 from __future__ import annotations
 
 from vcast.config import VCastConfig
-from vcast.stream.config import StreamConfig
-from vcast.stream.families import FAMILIES
-from vcast.stream.session import Answer, VideoStream, check_config
+from vcast.streaming.config import StreamConfig
+from vcast.streaming.families import FAMILIES
+from vcast.streaming.session import Answer, VideoStream, check_config
 
 
 def stream(model, processor, config: VCastConfig | None = None, max_video_tokens: int | None = None, *,
@@ -73,7 +73,7 @@ def stream(model, processor, config: VCastConfig | None = None, max_video_tokens
     """Start pruning a live video into ``model``'s KV cache (this stream's cache; weights untouched).
 
     Args:
-        model: a supported transformers Video LLM (``vcast.stream.FAMILIES``: Qwen3-VL dense and MoE,
+        model: a supported transformers Video LLM (``vcast.streaming.FAMILIES``: Qwen3-VL dense and MoE,
             Qwen2.5-VL, Qwen2-VL, LLaVA-OneVision), without a ``vcast.apply`` handle.
         processor: its processor (tokenizer, video processor, chat template).
         config: a :class:`VCastConfig` with a numeric ``retain_ratio`` (default 0.25).

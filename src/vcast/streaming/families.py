@@ -1,7 +1,7 @@
 """What a model family contributes to a stream: encoding frames, the prompt text around each frame,
 and the position ids every token would have had in the whole, unpruned video.
 
-A family never sees the LLM or the cache (that is :mod:`vcast.stream.session`); it answers three
+A family never sees the LLM or the cache (that is :mod:`vcast.streaming.session`); it answers three
 questions with the model's own processor and vision tower:
 
 - :meth:`StreamFamily.encode`: post-merger tokens ``[P, N, D]`` of ``P`` LLM frames (plus per-token
