@@ -17,6 +17,7 @@ from vcast.core.causal import (
     REPAY_HORIZON,
     WEIGHT_BINS,
     CausalState,
+    causal_select,
     causal_step,
     trajectory,
     water_level,
@@ -285,3 +286,16 @@ def test_skeleton_strides_nest_and_are_protected() -> None:
     assert bool(keep[protected].all()) and int(keep.sum()) == 6
     with pytest.raises(ValueError, match="protected"):
         survivors(keys, protected, 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(1, 20), n=st.integers(1, 20), ratio=st.floats(0.02, 1.0), chunk=st.integers(1, 25),
+       curvature=st.sampled_from(["angle", "robust"]), seed=st.integers(0, 2**16))
+def test_causal_select_schedule(t, n, ratio, chunk, curvature, seed) -> None:
+    x = _features(t, n, 5, seed)
+    cfg = vcast.VCastConfig(retain_ratio=ratio, curvature=curvature)
+    sel = causal_select(x, cfg, chunk=chunk)
+    assert sel.num_frames == t and sel.num_kept == int(sel.frame_budget.sum())
+    assert torch.equal(torch.bincount(sel.keep_index // n, minlength=t), sel.frame_budget)
+    if chunk >= t:  # the whole clip arrives at once: offline V-CAST
+        assert torch.equal(sel.keep_index, vcast.select_tokens(x, cfg).keep_index)

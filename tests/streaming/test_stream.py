@@ -253,3 +253,22 @@ def test_half_precision_model_streams() -> None:
     _feed(s, _clip(12), 2)
     answer = s.ask(QUESTION, max_new_tokens=2)
     assert answer.video_tokens <= 20 and len(answer.tokens) >= 1
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_vl", "llava_onevision"])
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_stream_selection_is_the_causal_rule_on_its_features(model_type, chunk) -> None:
+    from vcast.core.causal import causal_select
+
+    model, processor = tiny(model_type)
+    clip = _clip(18, seed=9)
+    cfg = vcast.VCastConfig(retain_ratio=0.3)
+    s = vcast.stream(model, processor, cfg)
+    tp = s.family.temporal_patch
+    _feed(s, clip, chunk * tp)
+    s.ask(QUESTION, max_new_tokens=1)
+    features = s.family.encode(clip).features
+    expected = causal_select(features, cfg, chunk=chunk)
+    got = s.selection()
+    assert torch.equal(got.keep_index, expected.keep_index)
+    assert torch.equal(got.frame_budget, expected.frame_budget)

@@ -247,3 +247,40 @@ def causal_step(features: torch.Tensor, state: CausalState, lookahead: torch.Ten
                         weights=histogram,
                         context=history[-keep_ctx:].clone(), tokens=n)
     return CausalStep(Selection(keep, budget, c, p, n), new_state, rank, logits, r)
+
+
+def causal_select(features: torch.Tensor, config: VCastConfig | None = None, chunk: int = 1) -> Selection:
+    """The causal rule on a whole clip fed as a stream, for benchmarks and tests.
+
+    ``features[T, N, D]`` arrive in chunks of ``chunk`` frames; on each arrival the frames that were
+    waiting are committed (those with :data:`LOOKAHEAD_FRAMES` successors by then), and at the end
+    (a question) the rest is committed without lookahead: :class:`vcast.VideoStream`'s schedule.
+
+    Returns:
+        One :class:`Selection` over the ``T`` frames (the commits' selections laid end to end).
+    """
+    cfg = VCastConfig() if config is None else config
+    check_stream_config(cfg)
+    check_video(features)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk must be an int >= 1, got {chunk!r}")
+    t, n, _ = features.shape
+    look = LOOKAHEAD_FRAMES[cfg.curvature]
+    state, steps, done, pending = CausalState(), [], 0, 0
+    for start in range(0, t, chunk):
+        fresh = min(chunk, t - start)
+        ready = max(0, pending - max(0, look - fresh))
+        if ready:
+            ahead = features[done + ready: done + ready + look]
+            step = causal_step(features[done:done + ready], state, trajectory(ahead), cfg)
+            steps.append(step)
+            state, done, pending = step.state, done + ready, pending - ready
+        pending += fresh
+    if pending:
+        steps.append(causal_step(features[done:], state, None, cfg))
+    sizes = torch.tensor([s.selection.num_frames for s in steps])
+    offsets = (sizes.cumsum(0) - sizes).tolist()  # first frame of each commit
+    keep = torch.cat([s.selection.keep_index + o * n for s, o in zip(steps, offsets)])
+    budget = torch.cat([s.selection.frame_budget for s in steps])
+    curvature = torch.cat([s.selection.curvature for s in steps])
+    return Selection(keep, budget, curvature, t, n)
