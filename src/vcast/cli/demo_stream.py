@@ -9,7 +9,8 @@ import typer
 ASK_AT = 8  # the mid-stream question comes after this many frames
 
 
-def plot_stream(rows: list[dict], pixel_budget: list[int], cuts: list[float], path: Path, title: str) -> Path:
+def plot_stream(rows: list[dict], patches: list[tuple[float, int]], pixel_budget: list[int], cuts: list[float],
+                path: Path, title: str) -> Path:
     """Video tokens in the cache and each committed frame's budget against the clip's time."""
     import matplotlib
 
@@ -21,8 +22,8 @@ def plot_stream(rows: list[dict], pixel_budget: list[int], cuts: list[float], pa
     top.step(times, [r["video_tokens"] for r in rows], where="post", color="tab:red", lw=2)
     top.set_ylabel("video tokens in the cache")
     top.set_title(title, fontsize=10)
-    bottom.bar([r["time"] for r in rows if r["kept"] is not None], [r["kept"] for r in rows if r["kept"] is not None],
-               width=0.35, color="tab:red", alpha=0.8, label="tiny Qwen3-VL (random weights): kept per temporal patch")
+    bottom.bar([p[0] for p in patches], [p[1] for p in patches], width=0.4, color="tab:red", alpha=0.7,
+               label="tiny Qwen3-VL (random weights): kept per temporal patch")
     bottom.plot([i / 4.0 for i in range(len(pixel_budget))], pixel_budget, "k.-",
                 label="pixel features: the causal rule's budget per frame")
     for ax in (top, bottom):
@@ -70,7 +71,7 @@ def run_stream_demo(out_dir: Path, retain_ratio: float, prompt: str) -> None:
             note = f"committed {report['committed']} patch(es), kept {kept}" if report["committed"] else "waiting"
             typer.echo(f"   t={times[i]:5.2f}s frame {i:2d}: {note}; {report['video_tokens']} video tokens in the "
                        f"cache of {report['cache_length']}")
-            rows.append({"time": times[i], "video_tokens": report["video_tokens"], "kept": kept[0] if kept else None})
+            rows.append({"time": times[i], "video_tokens": report["video_tokens"]})
             if i + 1 == ASK_AT:
                 answer = stream.ask(prompt, max_new_tokens=8)
                 typer.echo(f"   >> asked mid-stream: {prompt!r} -> {answer.text!r} ({answer.frames} patches, "
@@ -83,7 +84,10 @@ def run_stream_demo(out_dir: Path, retain_ratio: float, prompt: str) -> None:
     pixel = causal_select(pixel_token_features(frames, (14, 20)), vcast.VCastConfig(retain_ratio=retain_ratio,
                                                                                     curvature="robust"))
     budget = pixel.frame_budget.tolist()
-    png = plot_stream(rows, budget, cuts, out_dir / "stream.png",
+    step = stream.family.temporal_patch
+    patches = [((times[i * step] + times[i * step + step - 1]) / 2, k)
+               for i, k in enumerate(stream.selection().frame_budget.tolist())]
+    png = plot_stream(rows, patches, budget, cuts, out_dir / "stream.png",
                       title=f"vcast.stream: the demo clip played frame by frame (retain_ratio={retain_ratio:g})")
     busiest = sorted(range(len(budget)), key=lambda t: -budget[t])[:2]
     typer.echo(f"3. wrote {png}: the cache growing as the clip plays; on pixel features (in place of a trained "
