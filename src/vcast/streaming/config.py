@@ -28,7 +28,8 @@ class StreamConfig:
             newer ones; None: ``max_video_tokens / (N * retain_ratio)``, the frames the cap holds at the
             configured ratio; ``math.inf``: no recency preference.
         skeleton: fraction of ``max_video_tokens`` reserved for the uniform skeleton of old frames
-            (one token per frame on a power-of-two stride), in [0, 0.5].
+            (one token per frame on a power-of-two stride, its frame's text counted too: Qwen3-VL
+            writes a timestamp around each frame), in [0, 0.5].
         fps: frame rate assumed for chunks added without timestamps.
     """
 

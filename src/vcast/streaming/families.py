@@ -107,6 +107,11 @@ class StreamFamily:
         h, w = self.grid
         return h * w
 
+    @property
+    def frame_overhead(self) -> int:
+        """Text tokens the prompt writes around one frame's video tokens (0 unless the family has some)."""
+        return 0
+
     def tokenize(self, text: str, first: bool = False) -> list[int]:
         """Token ids of ``text`` (special tokens of the start of a sequence only when ``first``)."""
         return list(self.tokenizer(text, add_special_tokens=first)["input_ids"])
@@ -196,6 +201,10 @@ class Qwen3Family(QwenFamily):
         super().__init__(model, processor)
         self.vision_start = getattr(processor, "vision_start_token", "<|vision_start|>")
         self.vision_end_id = self.tokenize(getattr(processor, "vision_end_token", "<|vision_end|>"))
+
+    @property
+    def frame_overhead(self) -> int:
+        return len(self.tokenize(f"<10.0 seconds>{self.vision_start}")) + len(self.vision_end_id)
 
     def frame_run(self, cursor, times, grid_index):
         start = cursor.next

@@ -278,7 +278,9 @@ class VideoStream:
         cand_logw = torch.cat([table.log_weight[slots], log_weight.cpu()])
         half_life = self.options.resolved_half_life(self.family.tokens_per_frame, float(self.config.retain_ratio))
         keys = eviction_keys(cand_logw, cand_rank, cand_frame, half_life)
-        stride = skeleton_stride(frames_after, self.options.skeleton_slots)
+        # a skeleton frame costs its token and its text: the skeleton's share of the cache is `skeleton`
+        skeleton = int(self.options.skeleton_slots / (1 + self.family.frame_overhead))
+        stride = skeleton_stride(frames_after, skeleton)
         keep = survivors(keys, skeleton_mask(cand_frame, cand_rank, stride), cap)
         stay = keep[: slots.shape[0]]
         live = torch.unique(cand_frame[keep])
