@@ -272,3 +272,14 @@ def test_stream_selection_is_the_causal_rule_on_its_features(model_type, chunk) 
     got = s.selection()
     assert torch.equal(got.keep_index, expected.keep_index)
     assert torch.equal(got.frame_budget, expected.frame_budget)
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_5_vl", "llava_onevision"])
+def test_frames_the_processor_resizes_stream_at_one_fixed_size(model_type) -> None:
+    model, processor = tiny(model_type)
+    clip = vcast.testing.random_video(8, 72, 90, seed=1)  # not a multiple of the patch grid
+    logits, _, _ = _offline(model, processor, clip)
+    s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=1.0))
+    _feed(s, clip, 2)
+    torch.testing.assert_close(s.ask(QUESTION, max_new_tokens=1, output_logits=True).logits[0], logits,
+                               atol=1e-4, rtol=0)
