@@ -266,8 +266,11 @@ def plot(result: dict[str, Any], path) -> None:
     mem = result.get("memory")
     if mem:
         xs = [x["frames"] for x in mem["samples"]]
-        ax.plot(xs, [x["rss_mb"] for x in mem["samples"]], color="black", label="resident MiB")
-        ax.set_ylabel("resident memory (MiB)")
+        rss = [x["rss_mb"] for x in mem["samples"]]
+        ax.plot(xs, rss, color="black", label="resident MiB")
+        ax.set_ylim(min(rss) - 50, max(rss) + 50)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_ylabel("resident memory (MiB, black)")
         twin = ax.twinx()
         twin.plot(xs, [x["video_tokens"] for x in mem["samples"]], color="tab:red", label="video tokens in cache")
         twin.plot(xs, [x["cache_length"] for x in mem["samples"]], color="tab:orange", ls="--", label="cache length")
