@@ -219,6 +219,10 @@ def test_unsupported_models_options_and_handles() -> None:
         vcast.stream(model, processor, vcast.VCastConfig(retain_ratio="auto"))
     with pytest.raises(ConfigError, match="VCastConfig"):
         vcast.stream(model, processor, vcast.get_method("evs").config_cls())
+    with pytest.raises(ConfigError, match="prune_at"):
+        vcast.stream(model, processor, vcast.VCastConfig(prune_at="vision:1"))
+    with pytest.raises(ConfigError, match="positions"):
+        vcast.stream(*tiny("llava_onevision"), vcast.VCastConfig(positions="compact"))
     with pytest.raises(ConfigError, match="max_video_tokens"):
         vcast.stream(model, processor, max_video_tokens=0)
     with pytest.raises(ConfigError, match="skeleton"):

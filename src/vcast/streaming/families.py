@@ -89,9 +89,13 @@ class StreamFamily:
     temporal_patch = 1  # raw frames per LLM frame
     position_rows = 1  # 3 for MRoPE
 
-    def __init__(self, model, processor) -> None:
+    def __init__(self, model, processor, config) -> None:
+        from vcast.models import resolve_adapter
+
         self.model, self.processor = model, processor
-        self.inner = getattr(model, "model", model)
+        # The pruning adapter of the family (never attached) knows its model: inner module, token ids, grids.
+        self.adapter = resolve_adapter(model, config)(model, config)
+        self.inner = self.adapter.hook_module
         if getattr(processor, "tokenizer", None) is None or getattr(processor, "video_processor", None) is None:
             raise InputError(f"{type(processor).__name__} has no tokenizer or video processor; pass the model's "
                              "AutoProcessor")
@@ -99,7 +103,7 @@ class StreamFamily:
         self.video_token = getattr(processor, "video_token", None)
         if not self.video_token:
             raise InputError(f"{type(processor).__name__} names no video token (processor.video_token)")
-        self.video_token_id = int(model.config.video_token_id)
+        self.video_token_id = self.adapter.video_token_id
         self.grid: tuple[int, int] | None = None  # (h, w) of the LLM tokens of one frame
 
     @property
@@ -149,10 +153,10 @@ class QwenFamily(StreamFamily):
 
     position_rows = 3
 
-    def __init__(self, model, processor) -> None:
-        super().__init__(model, processor)
+    def __init__(self, model, processor, config) -> None:
+        super().__init__(model, processor, config)
         vision = self.inner.config.vision_config
-        self.merge = int(vision.spatial_merge_size)
+        self.merge = self.adapter.merge
         self.patch = int(vision.patch_size)
         self.temporal_patch = int(getattr(vision, "temporal_patch_size", 2))
         self.frame_size: tuple[int, int] | None = None  # what the processor resizes every frame to
@@ -197,8 +201,8 @@ class Qwen3Family(QwenFamily):
 
     model_types = ("qwen3_vl", "qwen3_vl_moe")
 
-    def __init__(self, model, processor) -> None:
-        super().__init__(model, processor)
+    def __init__(self, model, processor, config) -> None:
+        super().__init__(model, processor, config)
         self.vision_start = getattr(processor, "vision_start_token", "<|vision_start|>")
         self.vision_end_id = self.tokenize(getattr(processor, "vision_end_token", "<|vision_end|>"))
 
@@ -227,8 +231,8 @@ class Qwen2Family(QwenFamily):
 
     model_types = ("qwen2_5_vl", "qwen2_vl")
 
-    def __init__(self, model, processor) -> None:
-        super().__init__(model, processor)
+    def __init__(self, model, processor, config) -> None:
+        super().__init__(model, processor, config)
         self.tokens_per_second = getattr(self.inner.config.vision_config, "tokens_per_second", None)
 
     def temporal_id(self, cursor: Cursor, times: tuple[float, float]) -> int:
@@ -256,11 +260,9 @@ class LlavaOnevisionFamily(StreamFamily):
 
     model_types = ("llava_onevision",)
 
-    def __init__(self, model, processor) -> None:
-        super().__init__(model, processor)
-        vision = self.inner.config.vision_config
-        side = math.ceil((vision.image_size // vision.patch_size) / 2)  # apply_pooling's output grid
-        self.grid = (side, side)
+    def __init__(self, model, processor, config) -> None:
+        super().__init__(model, processor, config)
+        self.grid = self.adapter.grid  # apply_pooling's output grid
         self._output_type = None
 
     def encode(self, frames: np.ndarray) -> Encoded:

@@ -87,7 +87,12 @@ class VideoStream:
             raise InputError("this model has vcast pruning applied (vcast.apply); a stream prunes on its own: call "
                              "handle.remove() first")
         self.model, self.processor, self.config, self.options = model, processor, config, options
-        self.family = resolve_family(model)(model, processor)
+        if config.prune_at != "llm":
+            raise ConfigError(f"streams select tokens after the vision tower; prune_at={config.prune_at!r} is not "
+                              "supported, use prune_at='llm'")
+        if config.positions != "original":
+            raise ConfigError("streams keep every token's position from the whole video; use positions='original'")
+        self.family = resolve_family(model)(model, processor, config)
         self._template = template
         self._prefix = self._render(QUESTION)[0]
         self._cache = StreamCache(self.family.inner)
