@@ -21,6 +21,7 @@ from vcast.streaming.families import Cursor, Encoded, resolve_family
 # Chunks whose stats ``VideoStream.stats["chunks"]`` keeps (older ones are only counted).
 STATS_HISTORY = 256
 QUESTION = "{question}"
+VIDEO_MARK = "\ue000vcast-video\ue000"  # stands for the video in the processor's expanded prompt text
 
 
 @dataclass
@@ -122,6 +123,10 @@ class VideoStream:
             text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         if text.count(token) != 1:
             raise InputError(f"the prompt must hold the video token {token!r} exactly once, got {text.count(token)}")
+        expand = getattr(self.processor, "get_text_with_replacements", None)
+        if expand is not None:  # the processor's own expansion (e.g. transformers 5.25's Qwen3-VL drops the
+            (text,), _ = expand([text], videos_replacements=[VIDEO_MARK])  # template's outer vision wrapper)
+            token = VIDEO_MARK
         prefix, suffix = text.split(token)
         return prefix, suffix
 
