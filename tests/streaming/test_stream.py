@@ -287,3 +287,26 @@ def test_frames_the_processor_resizes_stream_at_one_fixed_size(model_type) -> No
     _feed(s, clip, 2)
     torch.testing.assert_close(s.ask(QUESTION, max_new_tokens=1, output_logits=True).logits[0], logits,
                                atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_vl", "llava_onevision"])
+def test_the_vision_tower_runs_once_per_frame(model_type) -> None:
+    model, processor = tiny(model_type)
+    inner = model.model
+    vanilla = inner.get_video_features
+    seen = []
+
+    def counting(pixels, *args, **kwargs):
+        seen.append(int(args[0][:, 0].sum()) if args and args[0] is not None else int(pixels.shape[1]))
+        return vanilla(pixels, *args, **kwargs)
+
+    inner.get_video_features = counting
+    try:
+        s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=0.3), max_video_tokens=40)
+        _feed(s, _clip(15), 3)
+        s.ask(QUESTION, max_new_tokens=2)
+        s.ask(QUESTION, max_new_tokens=2)
+    finally:
+        del inner.get_video_features
+    # LLM frames encoded: every complete temporal patch once (Qwen: 7 of 15 frames' pairs; LLaVA: 15)
+    assert sum(seen) == 15 // s.family.temporal_patch == s.stats["frames_committed"]

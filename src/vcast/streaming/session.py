@@ -233,43 +233,40 @@ class VideoStream:
             self._start(head.times[0][0])
         sel, n = step.selection, step.selection.tokens_per_frame
         first = self._state.frames
-        local = sel.keep_index // n
-        rank = step.token_rank.reshape(-1)[sel.keep_index]
-        admit, evicted = self._make_room(first + local, rank, step.log_weight[local].double(), step.state.frames)
-        counts = torch.bincount(local[admit], minlength=count).tolist()
-        grid = torch.split((sel.keep_index % n)[admit], counts)
-        evicting = evicted is not None
-        pieces, cursor = [], self._cursor
+        # bookkeeping on the host (one copy of a few [K] / [P] tensors); features stay on their device
+        keep = sel.keep_index.cpu()
+        local = keep // n
+        rank = step.token_rank.reshape(-1)[sel.keep_index].cpu()
+        log_weight, curvature = step.log_weight.double().cpu(), sel.curvature.cpu()
+        admit, evicted = self._make_room(first + local, rank, log_weight[local], step.state.frames)
+        keep, local, rank = keep[admit], local[admit], rank[admit]
+        counts = torch.bincount(local, minlength=count).tolist()
+        grids, ranks = torch.split(keep % n, counts), torch.split(rank, counts)
+        runs, columns, cursor = [], [], self._cursor
         for i in range(count):  # one run per committed frame: its text and its kept tokens
-            run, cursor = self.family.frame_run(cursor, head.times[i], grid[i])
-            if evicting and not counts[i]:
+            run, cursor = self.family.frame_run(cursor, head.times[i], grids[i])
+            if evicted is not None and not counts[i]:
                 continue  # every token of the frame left on arrival: so does its text
-            k = grid[i].shape[0]
-            rows = torch.full((run.ids.shape[0],), -1)
-            rank_i = rows.clone()
-            rank_i[run.video] = rank[admit][local[admit] == i]
-            grid_i = rows.clone()
-            grid_i[run.video] = grid[i]
-            pieces.append((run, {"frame": torch.full_like(rows, first + i), "video": run.video, "grid": grid_i,
-                                 "rank": rank_i, "log_weight": torch.full((rows.shape[0],), float(step.log_weight[i]),
-                                                                           dtype=torch.float64),
-                                 "curvature": torch.full((rows.shape[0],), float(sel.curvature[i]))}, k))
+            q = run.ids.shape[0]
+            grid_i, rank_i = torch.full((q,), -1), torch.full((q,), -1)
+            grid_i[run.video], rank_i[run.video] = grids[i], ranks[i]
+            runs.append(run)
+            columns.append({"frame": torch.full((q,), first + i), "video": run.video, "grid": grid_i, "rank": rank_i,
+                            "log_weight": log_weight[i].expand(q), "curvature": curvature[i].expand(q)})
         self._cursor = cursor
-        if pieces:
-            ids = torch.cat([p[0].ids for p in pieces])
-            positions = torch.cat([p[0].positions for p in pieces], dim=1)
-            flat = sel.keep_index[admit]
+        if runs:
             video = None
-            if flat.numel():
+            if keep.numel():
                 feats = head.encoded.features.reshape(count * n, -1)
-                extras = [e.reshape(count * n, -1)[flat.to(e.device)] for e in head.encoded.extras]
-                video = self.family.mm_outputs(feats[flat.to(feats.device)], extras)
-            self._cache.forward(ids, positions, video)
-            for _, columns, _ in pieces:
-                self._cache.table.append(**columns)
+                index = keep.to(feats.device)
+                video = self.family.mm_outputs(feats[index], [e.reshape(count * n, -1)[index]
+                                                              for e in head.encoded.extras])
+            self._cache.forward(torch.cat([r.ids for r in runs]), torch.cat([r.positions for r in runs], dim=1), video)
+            for column in columns:
+                self._cache.table.append(**column)
         self._state = step.state
         self._pending = tail
-        return {"committed": count, "kept_per_frame": counts, "curvature": [round(float(c), 6) for c in sel.curvature],
+        return {"committed": count, "kept_per_frame": counts, "curvature": [round(c, 6) for c in curvature.tolist()],
                 "evicted": evicted or 0}
 
     def _make_room(self, frame: torch.Tensor, rank: torch.Tensor, log_weight: torch.Tensor,
@@ -283,9 +280,9 @@ class VideoStream:
         if cap is None or resident + incoming <= cap:
             return torch.ones(incoming, dtype=torch.bool), None
         slots = torch.nonzero(table.video).squeeze(1)
-        cand_frame = torch.cat([table.frame[slots], frame.cpu()])
-        cand_rank = torch.cat([table.rank[slots], rank.cpu()])
-        cand_logw = torch.cat([table.log_weight[slots], log_weight.cpu()])
+        cand_frame = torch.cat([table.frame[slots], frame])
+        cand_rank = torch.cat([table.rank[slots], rank])
+        cand_logw = torch.cat([table.log_weight[slots], log_weight])
         half_life = self.options.resolved_half_life(self.family.tokens_per_frame, float(self.config.retain_ratio))
         keys = eviction_keys(cand_logw, cand_rank, cand_frame, half_life)
         # a skeleton frame costs its token and its text: the skeleton's share of the cache is `skeleton`
