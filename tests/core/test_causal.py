@@ -218,6 +218,8 @@ def test_bad_input_and_unsupported_options() -> None:
         causal_step(torch.randn(0, 4, 5), state, None, cfg)
     with pytest.raises(ConfigError, match="auto"):
         causal_step(torch.randn(2, 4, 5), state, None, vcast.VCastConfig(retain_ratio="auto"))
+    with pytest.raises(ConfigError, match="reproduce"):
+        causal_step(torch.randn(2, 4, 5), state, None, vcast.VCastConfig(reproduce="authors"))
     with pytest.raises(ConfigError, match="token_curvature"):
         causal_step(torch.randn(2, 4, 5), state, None, vcast.VCastConfig(token_curvature_weight=1.0))
     assert state.frames == 3  # states are immutable

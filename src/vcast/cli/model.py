@@ -317,7 +317,7 @@ def demo(
     if stream:
         from vcast.cli.demo_stream import run_stream_demo
 
-        return run_stream_demo(out_dir, retain_ratio, DEMO_PROMPT)
+        return run_stream_demo(out_dir, parse_ratio(retain_ratio), DEMO_PROMPT)
     from vcast.bench.clips import make_clip
     from vcast.efficiency import compare
     from vcast.methods import make_config

@@ -114,6 +114,9 @@ def check_stream_config(config: VCastConfig) -> None:
     if config.is_auto:
         raise ConfigError("retain_ratio='auto' picks a ratio from the whole video's motion, which a stream never "
                           "has; pass a number in (0, 1]")
+    if getattr(config, "reproduce", None) is not None:
+        raise ConfigError(f"reproduce={config.reproduce!r} runs published offline code on whole videos; a stream "
+                          "uses the causal rule: use reproduce=None")
     if config.token_curvature_weight > 0:
         raise ConfigError("token_curvature_weight > 0 is not supported on streams (it needs each token position "
                           "in the frames around it); use token_curvature_weight=0")
