@@ -8,6 +8,7 @@ Public surface::
     vcast.list_methods(); vcast.get_method("evs")     # the method zoo
     handle = vcast.apply(model, cfg)                  # prune this model instance at prefill
     with vcast.enabled(model, retain_ratio=0.15): ... # scoped
+    s = vcast.stream(model, processor, cfg)           # a live video: add_frames / ask / stats
 """
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ from vcast.errors import (
 )
 from vcast.methods import get_method, list_methods, make_config, register_method
 from vcast.methods.select import select_tokens
+from vcast.streaming import VideoStream, stream
 
 __all__ = [
     "ConfigError",
@@ -38,6 +40,7 @@ __all__ = [
     "VCastConfig",
     "VCastError",
     "VideoDecodeError",
+    "VideoStream",
     "__version__",
     "apply",
     "enabled",
@@ -46,4 +49,5 @@ __all__ = [
     "make_config",
     "register_method",
     "select_tokens",
+    "stream",
 ]

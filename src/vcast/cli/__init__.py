@@ -12,6 +12,7 @@ from vcast.cli.app import app
 from vcast.cli import basic  # noqa: E402,F401  isort: skip
 from vcast.cli import bench_coverage  # noqa: E402,F401  isort: skip
 from vcast.cli import bench_efficiency  # noqa: E402,F401  isort: skip
+from vcast.cli import bench_stream  # noqa: E402,F401  isort: skip
 from vcast.cli import model  # noqa: E402,F401  isort: skip
 from vcast.cli import proxy  # noqa: E402,F401  isort: skip
 

@@ -309,9 +309,15 @@ def demo(
     out_dir: Path = typer.Option(Path("vcast-demo"), "--out-dir", help="Where the clip and the PNGs go."),
     retain_ratio: str = typer.Option("0.25", "--retain-ratio", help=RATIO_HELP),
     method: str = typer.Option("vcast", "--method", help="Pruning method (see `vcast methods`)."),
+    stream: bool = typer.Option(False, "--stream", help="Play the clip into vcast.stream frame by frame instead."),
 ) -> None:
     """Offline end-to-end tour: a clip from sample photos -> tiny Qwen3-VL with pruning -> stats,
-    pictures, and what a real Qwen3-VL-8B would save on such a clip. No network, no weights."""
+    pictures, and what a real Qwen3-VL-8B would save on such a clip. No network, no weights.
+    With --stream: the clip fed frame by frame to a live stream, a question mid-stream."""
+    if stream:
+        from vcast.cli.demo_stream import run_stream_demo
+
+        return run_stream_demo(out_dir, parse_ratio(retain_ratio), DEMO_PROMPT)
     from vcast.bench.clips import make_clip
     from vcast.efficiency import compare
     from vcast.methods import make_config

@@ -72,6 +72,14 @@ def dual_anchor_scores(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return (1.0 - cos) + (norms - lo) / (hi - lo + 1e-6)
 
 
+def frame_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """``LongTensor[T, N]``: each token's rank in its frame by ``scores[T, N]``, descending (0 = best,
+    ties to the lower index). A frame's top-k tokens are those with rank < k."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    ranks = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, ranks)
+
+
 def frame_means(x: torch.Tensor) -> torch.Tensor:
     """Mean token of each frame, ``FloatTensor[T, D]`` from ``x[T, N, D]`` (one streaming pass via bmm)."""
     ones = torch.ones(1, 1, x.shape[1], dtype=x.dtype, device=x.device).expand(x.shape[0], 1, x.shape[1])
@@ -187,9 +195,7 @@ def select_tokens(
     keep: list[torch.Tensor | None] = [None] * layout.num_videos
     for (ids, frame_idx), s in zip(layout.groups, scores):
         n = s.shape[1]
-        order = torch.sort(s, dim=1, descending=True, stable=True).indices
-        rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=device).expand_as(order))
-        mask = (rank < budget[frame_idx].unsqueeze(1)).reshape(-1)
+        mask = (frame_ranks(s) < budget[frame_idx].unsqueeze(1)).reshape(-1)
         sizes = [host_totals[b] for b in ids]
         counts = [layout.frames[b] * n for b in ids]
         token_offset = torch.repeat_interleave(
