@@ -233,6 +233,12 @@ def test_route_and_workarounds_then_remove(fake_vllm, tmp_path):
     assert fake_vllm.Qwen3VL().recompute_mrope_positions([VS, 2, VS, VIDEO, VE, VE], [], None, 0) == \
         [-1, 2, VS, VIDEO, VE, VE]
 
+    class NoWidth(fake_vllm.Qwen3VL):
+        visual_dim = None
+
+    with pytest.raises(vcast.UnsupportedModelError, match="NoWidth has no visual_dim"):
+        NoWidth()._postprocess_video_embeds_evs(emb, (4, 8, 8))
+
     patches.remove()
     assert _state(fake_vllm) == before
 

@@ -126,7 +126,12 @@ def record(settings: Settings, route: Route, video_embeds: torch.Tensor, video_s
 def _scoped_channels(attr: str):
     def make(original):
         def caller(self, *args: Any, **kwargs: Any) -> Any:
-            token = _MAIN_CHANNELS.set(int(getattr(self, attr)))
+            width = getattr(self, attr, None)
+            if not isinstance(width, int):
+                raise UnsupportedModelError(
+                    f"{type(self).__name__} has no {attr}, so vcast cannot tell which of the channels vLLM hands "
+                    f"to the mask are the LLM's embedding; unset {ENV_METHOD} to use vLLM's own pruning")
+            token = _MAIN_CHANNELS.set(width)
             try:
                 return original(self, *args, **kwargs)
             finally:
