@@ -88,8 +88,10 @@ def test_hide_outer_vision_starts():
     out = hide_outer_vision_starts(t, VS, VE)
     assert torch.equal(out, torch.tensor(expect)) and torch.equal(t, torch.tensor(ids))  # input untouched
     bare = [1, 2, VS, VIDEO, VE, 2, VS, VE, 1, VS, 13, VE]  # a bare <|video_pad|> prompt: nothing to hide
-    assert hide_outer_vision_starts(bare, VS, VE) is bare
+    assert hide_outer_vision_starts(bare, VS, VE) == bare
     assert hide_outer_vision_starts([1, 2, 3], VS, VE) == [1, 2, 3]
+    assert hide_outer_vision_starts([], VS, VE) == []
+    assert hide_outer_vision_starts([VS, VS], VS, VE) == [-1, VS]
 
 
 # ---------------------------------------------------------------- routing, on stand-in modules

@@ -122,7 +122,7 @@ class Settings:
         record = env.get(ENV_RECORD, "").strip() or None
         if record is not None and method is None:
             raise ConfigError(f"{ENV_RECORD} records vcast's masks; it needs {ENV_METHOD}")
-        return cls(method=method, options=options, fixes=method is not None or _flag(env, ENV_FIXES),
+        return cls(method=method, options=options, fixes=_flag(env, ENV_FIXES) or method is not None,
                    record=record, allow_untested=_flag(env, ENV_ALLOW_UNTESTED))
 
 
