@@ -42,8 +42,8 @@ def test_mask_count_equals_count_and_mask_is_the_methods_selection(method, grid,
     mask = compute_retention_mask(embeds, torch.tensor([t, rows * m, cols * m]), m, q, method=method)
     assert mask.dtype == torch.bool and mask.shape == (t * n,)
     assert int(mask.sum()) == k == vcast.core.budget.total_budget(t, n, 1.0 - q)
-    # Independent path: the registry's select() on the [T, N, D] view, at retain_ratio = 1 - q.
-    sel = vcast.get_method(method).select(embeds.view(t, n, 24), vcast.make_config(method, retain_ratio=1.0 - q))
+    # Independent path: vcast.select_tokens on the [T, N, D] view, at retain_ratio = 1 - q.
+    sel = vcast.select_tokens(embeds.view(t, n, 24), method=method, retain_ratio=1.0 - q)
     assert torch.equal(mask, sel.keep_mask().reshape(-1))
 
 
@@ -110,6 +110,8 @@ def test_merging_methods_are_refused(method):
     (dict(method="nope"), "unknown pruning method"),
     (dict(prune_at="vision:1"), "prune_at"),
     (dict(positions="compact"), "positions"),
+    (dict(method="evs", reproduce="vllm"), "VCAST_VLLM_FIXES=1"),
+    (dict(reproduce="authors"), "another code's token counts"),
 ])
 def test_bad_options(kwargs, match):
     with pytest.raises(vcast.ConfigError, match=match):

@@ -124,7 +124,7 @@ def test_kept_mask_is_vcasts_selection_on_the_same_embeddings(runs, model, width
         assert (t, (h // m) * (w // m)) == (FRAMES, TOKENS) and r["q"] == Q
         assert emb.shape == (FRAMES * TOKENS, width) and r["channels"] == channels  # Qwen3-VL: + 2 deepstack
         features = emb[:, : channels or width].reshape(FRAMES, TOKENS, -1)
-        selection = vcast.select_tokens(features, vcast.VCastConfig(retain_ratio=1.0 - Q))
+        selection = vcast.select_tokens(features, method="vcast", retain_ratio=1.0 - Q)
         assert torch.equal(r["mask"], selection.keep_mask().reshape(-1))
         assert int(r["mask"].sum()) == 13
 

@@ -12,8 +12,11 @@ with ``q`` vLLM's pruning rate (``--video-pruning-rate``: the fraction *removed*
 ``K = vcast.core.budget.total_budget(T, N, retain_ratio)`` tokens, a function of (T, N, q) alone,
 so it fits this contract unchanged. Two kinds of configuration do not:
 
-- ``retain_ratio="auto"`` (V-CAST's adaptive ratio) picks the ratio from the encoded features, so
-  the count cannot be known when vLLM needs it; it is refused with :class:`~vcast.ConfigError`.
+- ``retain_ratio="auto"`` (the adaptive ratio, any method) picks the ratio from the encoded
+  features, so the count cannot be known when vLLM needs it; it is refused with
+  :class:`~vcast.ConfigError`.
+- ``reproduce="authors"`` / ``"vllm"`` keep another code's counts; refused as well (vLLM's own EVS
+  and VidCom2 are vLLM's ``--video-pruning-method``).
 - Merging methods (``pool``, ``visionzip``, ``fastvid``) replace kept tokens by merged features;
   vLLM's mask can only drop tokens, so they are refused too.
 
@@ -83,6 +86,11 @@ def method_config(method: str, q: float, **options: Any) -> MethodConfig:
             raise ConfigError(AUTO_MESSAGE)
         raise ConfigError("inside vLLM the ratio comes from --video-pruning-rate q (retain_ratio = 1 - q); "
                           "do not pass retain_ratio")
+    if options.get("reproduce") is not None:
+        raise ConfigError(
+            f"reproduce={options['reproduce']!r} keeps another code's token counts, which vLLM's form does not "
+            "size; for vLLM's own EVS / VidCom2 use vLLM's --video-pruning-method with VCAST_VLLM_FIXES=1, and "
+            "run reproduce='authors' through vcast.apply on a transformers model")
     cfg = make_config(method, retain_ratio=1.0 - q, **options)
     if cfg.prune_at != "llm":
         raise ConfigError(f"prune_at={cfg.prune_at!r}: vLLM prunes after the vision encoder; only 'llm' applies")
