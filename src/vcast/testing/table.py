@@ -243,12 +243,21 @@ def _omni_processor(processor_class: str):
 
         from vcast.testing.qwen import TorchQwen2VLVideoProcessor
 
+        class TinyOmniVideoProcessor(TorchQwen2VLVideoProcessor):
+            """Keeps its own tiny ``size``: the Omni processors pass their 28-px-patch defaults into every call
+            (from the processor's call defaults in transformers >= 5.24, from a module-level kwargs class
+            before), which would give the tiny model 40x40-patch frames."""
+
+            def preprocess(self, videos, **kwargs):
+                kwargs.pop("size", None)
+                return super().preprocess(videos, **kwargs)
+
         size = {"shortest_edge": (PATCH * MERGE) ** 2, "longest_edge": FRAME_PIXELS}
         geometry = dict(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2)
-        return _with_check(getattr(tf, processor_class), videos_kwargs={"size": size})(
+        return _with_check(getattr(tf, processor_class))(
             image_processor=_qwen_image(), feature_extractor=WhisperFeatureExtractor(feature_size=128),
-            video_processor=TorchQwen2VLVideoProcessor(size=size, cap_pixels_per_frame=False, do_sample_frames=False,
-                                                       **geometry),
+            video_processor=TinyOmniVideoProcessor(size=size, cap_pixels_per_frame=False, do_sample_frames=False,
+                                                   **geometry),
             tokenizer=spec.vocab.tokenizer(),
             chat_template=chat_template(image="<|vision_bos|><|IMAGE|><|vision_eos|>",
                                         video="<|vision_bos|><|VIDEO|><|vision_eos|>",
