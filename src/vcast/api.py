@@ -51,7 +51,8 @@ class PruneHandle:
     def stats(self) -> dict:
         """Stats of the last pruned prefill (empty before the first one).
 
-        Keys: ``method``, ``config``, ``videos`` (per video: ``frames``, ``tokens_per_frame``,
+        Keys: ``method``, ``config``, ``videos`` (per video: ``frames``, ``tokens_per_frame``, ``grid``
+        (its ``[rows, cols]`` token grid, where the family knows it),
         ``tokens_before``, ``tokens_kept``, ``ratio_used``, ``kept_per_frame``, ``curvature``,
         ``method``), ``video_tokens_before/after``, ``prompt_tokens_before/after`` (per row, real
         tokens), ``prefill_length_before/after`` (padded sequence lengths).

@@ -423,7 +423,7 @@ class ModelAdapter:
         kwargs = self.write_pruned(kwargs, batch, selections, plan)
         self.state = DecodeState(input_ids.shape[0], plan.length_before, plan.length_after,
                                  plan.dropped, kwargs.get("attention_mask"))
-        self._record_stats(selections, plan, kwargs)
+        self._record_stats(selections, plan, kwargs, batch.grids)
         return kwargs
 
     def _prune_sequence(self, kwargs: dict, plan: RowPlan) -> dict:
@@ -481,9 +481,12 @@ class ModelAdapter:
             kwargs["attention_mask"] = torch.cat([st.mask_after, new], dim=1)
         return self.adjust_decode_positions(kwargs, st)
 
-    def _record_stats(self, selections: list[Selection], plan: RowPlan, kwargs: dict) -> None:
+    def _record_stats(self, selections: list[Selection], plan: RowPlan, kwargs: dict,
+                      grids: list[tuple[int, int]] | None = None) -> None:
         self.selections = list(selections)
         videos = [{"method": self.config.method, **s.summary()} for s in selections]
+        for video, grid in zip(videos, grids or []):
+            video["grid"] = [int(grid[0]), int(grid[1])]
         valid_after = self.valid_after(kwargs, plan).sum(1)
         before_rows = valid_after + plan.dropped.to(valid_after.device)
         self.stats = {
