@@ -17,7 +17,7 @@ runner = CliRunner()
 # One row per processor / loading path (the MoE variants load like their dense siblings); the whole
 # Qwen-Omni model and its thinker alone both load (the CLI answers through the thinker).
 FAMILIES = ["qwen3_5", "glm4v", "glm46v", "gemma4", "llava_next_video", "internvl", "video_llama_3",
-            "qwen2_5_omni_thinker", "qwen3_omni_moe"]
+            "molmo2", "qwen2_5_omni_thinker", "qwen3_omni_moe"]
 
 
 def _saved(tmp_path, model_type):

@@ -68,6 +68,7 @@ FAMILIES = (
     Family("llava_next_video", positions=("original", "compact"), videos=((4, 4, 4), (4,))),  # stacked, as above
     Family("video_llama_3", positions=("original", "compact"), processor_kwargs=(("use_token_compression", False),)),
     Family("internvl", positions=("original", "compact"), videos=((4, 4, 4), (4,))),  # stacked, as above
+    Family("molmo2", positions=("original", "compact")),
     Family("qwen2_5_omni"),
     Family("qwen2_5_omni_thinker"),
     Family("qwen3_omni_moe"),

@@ -24,14 +24,14 @@ def _ports() -> dict:
         "glm4v": vp.TorchGlm4vVideoProcessor, "glm4v_moe": vp.TorchGlm4vVideoProcessor,
         "glm46v": vp.TorchGlm4vVideoProcessor, "gemma4": vp.TorchGemma4VideoProcessor,
         "llava_next_video": vp.TorchLlavaNextVideoVideoProcessor, "internvl": vp.TorchInternVLVideoProcessor,
-        "video_llama_3": vp.TorchVideoLlama3VideoProcessor,
+        "video_llama_3": vp.TorchVideoLlama3VideoProcessor, "molmo2": vp.TorchMolmo2VideoProcessor,
         "qwen2_5_omni": TorchQwen2VLVideoProcessor, "qwen2_5_omni_thinker": TorchQwen2VLVideoProcessor,
         "qwen3_omni_moe": TorchQwen2VLVideoProcessor, "qwen3_omni_moe_thinker": TorchQwen2VLVideoProcessor,
     }
 
 
 PORTED_MODEL_TYPES = ("qwen3_5", "qwen3_5_moe", "glm4v", "glm4v_moe", "glm46v", "gemma4", "llava_next_video",
-                      "internvl", "video_llama_3", "qwen2_5_omni", "qwen2_5_omni_thinker", "qwen3_omni_moe",
+                      "internvl", "video_llama_3", "molmo2", "qwen2_5_omni", "qwen2_5_omni_thinker", "qwen3_omni_moe",
                       "qwen3_omni_moe_thinker")
 
 
@@ -53,10 +53,12 @@ def _sub_processor(kind: str, saved: dict):
     name = saved.get(type_key)
     if name is None:
         raise InputError(f"the saved {kind} names no {type_key}; cannot rebuild it")
+    from vcast.testing import video_ports
+
     name = name.removesuffix("Fast")
-    cls = None
-    if kind == "image_processor" and not name.endswith("Pil"):
-        cls = getattr(tf, f"{name}Pil", None)
+    cls = getattr(video_ports, name, None) if name.startswith("Torch") else None  # saved from a vcast port
+    if cls is None and kind == "image_processor" and not name.endswith("Pil"):
+        cls = getattr(tf, f"{name}Pil", None) or getattr(video_ports, f"Torch{name}", None)  # Molmo2: torch only
     if cls is None:
         cls = getattr(tf, name)
     return cls.from_dict({k: v for k, v in saved.items() if k != type_key})

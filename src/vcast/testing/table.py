@@ -85,6 +85,7 @@ class TinySpec:
         extra: further top-level config values (sub-configs such as ``audio_config`` included).
         processor: ``(spec, config) -> processor``.
         model_class: the model class name in ``transformers`` (default: the image-text-to-text auto class).
+        max_videos: videos per prompt the family's processor accepts (None: any number).
         nest: ``(key, config class name)``: the sub-configs and token ids go into this inner config, set on
             the top-level config under ``key`` (Qwen-Omni's ``thinker_config``); the talker is disabled.
     """
@@ -99,6 +100,7 @@ class TinySpec:
     extra: dict = field(default_factory=dict)
     model_class: str = "AutoModelForImageTextToText"
     nest: tuple[str, str] | None = None
+    max_videos: int | None = None
 
     def build_config(self, **overrides):
         """The tiny config; ``overrides`` update the text sub-config (e.g. ``num_hidden_layers=3``)."""
@@ -236,6 +238,18 @@ def _video_llama3_processor(spec: TinySpec, config):
         chat_template=chat_template(image="<|image_pad|>", video="<|video_pad|>"))
 
 
+def _molmo2_processor(spec: TinySpec, config):
+    from transformers import Molmo2Processor
+
+    from vcast.testing.video_ports import TorchMolmo2ImageProcessor, TorchMolmo2VideoProcessor
+
+    geometry = dict(size={"height": 64, "width": 64}, patch_size=PATCH, pooling_size=[2, 2])
+    return _with_check(Molmo2Processor)(
+        image_processor=TorchMolmo2ImageProcessor(max_crops=2, overlap_margins=[1, 1], **geometry),
+        video_processor=TorchMolmo2VideoProcessor(do_sample_frames=False, **geometry),
+        tokenizer=spec.vocab.tokenizer(), chat_template=chat_template(image="<|image|>", video="<|video|>"))
+
+
 def _omni_processor(processor_class: str):
     def make(spec: TinySpec, config):
         import transformers as tf
@@ -317,6 +331,18 @@ INTERNVL_VOCAB = Vocab(("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", 
 INTERNVL_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                        image_size=[64, 64], patch_size=[8, 8])
 
+MOLMO2_VOCAB = Vocab(
+    ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image|>", "<|video|>", "<im_patch>", "<im_col>", "<im_start>",
+     "<low_res_im_start>", "<frame_start>", "<im_end>", "<frame_end>", "<im_low>"),
+    named={"image_token": "<|image|>", "video_token": "<|video|>"},
+    ids={"image_patch_id": "<im_patch>", "image_start_token_id": "<im_start>",
+         "low_res_image_start_token_id": "<low_res_im_start>", "image_end_token_id": "<im_end>",
+         "frame_start_token_id": "<frame_start>", "frame_end_token_id": "<frame_end>"})
+MOLMO2_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     num_key_value_heads=2, head_dim=16, image_size=[64, 64], patch_size=PATCH, num_position_embeddings=64)
+MOLMO2_ADAPTER = dict(vision_feature_layer=[-1], hidden_size=32, num_attention_heads=2, num_key_value_heads=2,
+                      head_dim=16, intermediate_size=64, text_hidden_size=HIDDEN)
+
 OMNI_VOCAB = Vocab(
     ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_bos|>", "<|vision_eos|>", "<|audio_bos|>",
      "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|AUDIO|>"),
@@ -365,6 +391,9 @@ SPECS: dict[str, TinySpec] = {spec.model_type: spec for spec in (
     TinySpec("video_llama_3", "VideoLlama3Config", QWEN_VOCAB, text=dict(model_type="qwen2", tie_word_embeddings=False),
              vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                          patch_size=PATCH), processor=_video_llama3_processor),
+    TinySpec("molmo2", "Molmo2Config", MOLMO2_VOCAB, text=dict(head_dim=HEAD_DIM, additional_vocab_size=0),
+             text_class="Molmo2TextConfig", vision=MOLMO2_VISION, extra=dict(adapter_config=MOLMO2_ADAPTER),
+             processor=_molmo2_processor, max_videos=1),
     *_omni("qwen2_5_omni", "Qwen2_5Omni", text=dict(rope_parameters=MROPE), audio=OMNI_AUDIO,
            vision=dict(QWEN_VISION, hidden_size=32, intermediate_size=64, out_hidden_size=HIDDEN,
                        fullatt_block_indexes=[1], window_size=32)),

@@ -35,6 +35,8 @@ from transformers.models.glm4v.video_processing_glm4v import Glm4vVideoProcessor
 from transformers.models.llava_next_video.video_processing_llava_next_video import (
     LlavaNextVideoVideoProcessor,
 )
+from transformers.models.molmo2.image_processing_molmo2 import Molmo2ImageProcessor
+from transformers.models.molmo2.video_processing_molmo2 import Molmo2VideoProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
@@ -136,6 +138,18 @@ class TorchGlm4vVideoProcessor(Glm4vVideoProcessor, TorchPixelOps):
 
 class TorchLlavaNextVideoVideoProcessor(LlavaNextVideoVideoProcessor, TorchPixelOps):
     """transformers' ``LlavaNextVideoVideoProcessor``: shortest-edge resize, centre crop, CLIP normalisation."""
+
+    convert_to_rgb = TorchPixelOps.convert_to_rgb
+
+
+class TorchMolmo2VideoProcessor(Molmo2VideoProcessor, TorchPixelOps):
+    """transformers' ``Molmo2VideoProcessor``: every frame resized to a square crop, patchified, pooling indices."""
+
+    convert_to_rgb = TorchPixelOps.convert_to_rgb
+
+
+class TorchMolmo2ImageProcessor(Molmo2ImageProcessor, TorchPixelOps):
+    """transformers' ``Molmo2ImageProcessor`` (torchvision backend) with the torch pixel ops."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
