@@ -55,6 +55,7 @@ from vcast.models.base import (
 from vcast.models.positions import ROPE_1D, PositionScheme
 
 ARGS_ATTR = "_vcast_video_args"
+NEEDS_INPUT_IDS = "vcast needs input_ids to locate the video tokens; pass input_ids, not inputs_embeds"
 PIXEL_KEYS = ("pixel_values_videos", "pixel_values", "pixel_values_images")
 
 
@@ -202,6 +203,30 @@ class FamilyAdapter(ModelAdapter):
         args = {k: kwargs[k] for k in params if k != "kwargs" and kwargs.get(k) is not None}
         return fn(**args, return_dict=True)
 
+    def recorded(self, args: dict, kwargs: dict, *names: str) -> list:
+        """The encoder-call arguments ``names``, recorded on its output (``args``) or passed to this call.
+
+        Raises:
+            InputError: one is missing (videos encoded before vcast was applied, and no grid passed).
+        """
+        values = [args.get(n, kwargs.get(n)) for n in names]
+        if any(v is None for v in values):
+            raise InputError(f"cannot tell the frame grid of the pre-encoded {self.family_name} videos: encode them "
+                             f"through model.get_video_features while vcast is applied, or pass {' and '.join(names)}")
+        return values
+
+    def encoder_output(self, kwargs: dict, mm: dict, modality: str, pixel_key: str):
+        """``mm[modality]`` (pre-encoded by ``generate()``), or the encoder run now on the call's pixels (then
+        dropped from the call: the model refuses pixels next to pre-encoded outputs); None without either."""
+        if mm.get(modality) is None and kwargs.get(pixel_key) is None:
+            return None
+        if kwargs.get("input_ids") is None:
+            raise InputError(NEEDS_INPUT_IDS)
+        if mm.get(modality) is None:
+            mm[modality] = self.call_encoder(getattr(self.hook_module, f"get_{modality}_features"), kwargs)
+            kwargs[pixel_key] = None
+        return mm[modality]
+
     def encode_other_modalities(self, kwargs: dict, mm: dict) -> None:
         """Encode images too when pixels came with the call: the model refuses pixels next to pre-encoded outputs."""
         if kwargs.get("pixel_values") is not None and mm.get("image") is None:
@@ -211,16 +236,10 @@ class FamilyAdapter(ModelAdapter):
     # ----- prefill -------------------------------------------------------------------------------
     def collect_videos(self, kwargs: dict) -> tuple[dict, VideoBatch | None]:
         mm = dict(kwargs.get("mm_encoder_outputs") or {})
-        enc, pixels = mm.get("video"), kwargs.get("pixel_values_videos")
-        if enc is None and pixels is None:
-            return kwargs, None
-        if kwargs.get("input_ids") is None:
-            raise InputError("vcast needs input_ids to locate the video tokens; pass input_ids, not inputs_embeds")
+        enc = self.encoder_output(kwargs, mm, "video", "pixel_values_videos")
         if enc is None:
-            enc = self.call_encoder(self.hook_module.get_video_features, kwargs)
-            kwargs["pixel_values_videos"] = None
+            return kwargs, None
         self.encode_other_modalities(kwargs, mm)
-        mm["video"] = enc
         kwargs["mm_encoder_outputs"] = mm
         kwargs = self.positions.prefill(self, kwargs)
         preset = getattr(enc, "vcast_selections", None)

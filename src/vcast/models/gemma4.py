@@ -35,12 +35,7 @@ class Gemma4Adapter(FamilyAdapter):
     video_args = ("video_position_ids", "num_frames_per_video")
 
     def video_shapes(self, enc, args, kwargs):
-        frames = args.get("num_frames_per_video", kwargs.get("num_frames_per_video"))
-        patches = args.get("video_position_ids", kwargs.get("video_position_ids"))
-        if frames is None or patches is None:
-            raise InputError("cannot tell the frame grid of the pre-encoded Gemma 4 videos: encode them through "
-                             "model.get_video_features while vcast is applied, or pass video_position_ids and "
-                             "num_frames_per_video")
+        frames, patches = self.recorded(args, kwargs, "num_frames_per_video", "video_position_ids")
         k = int(self.hook_module.config.vision_config.pooling_kernel_size)
         frames = [int(t) for t in frames.tolist()]
         valid = (patches != -1).all(-1)  # [sum T, max patches]

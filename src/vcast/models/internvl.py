@@ -22,7 +22,7 @@ import torch
 
 from vcast.errors import InputError, UnsupportedModelError
 from vcast.models.base import VideoBatch
-from vcast.models.family import FamilyAdapter, register_family
+from vcast.models.family import NEEDS_INPUT_IDS, FamilyAdapter, register_family
 from vcast.models.positions import ROPE_1D
 
 _FRAME = re.compile(r"Frame(\d+): $")
@@ -108,18 +108,14 @@ class InternVLAdapter(FamilyAdapter):
 
     def collect_videos(self, kwargs):
         mm = dict(kwargs.get("mm_encoder_outputs") or {})
-        enc, pixels = mm.get("image"), kwargs.get("pixel_values")
-        if enc is None and pixels is None:
+        if mm.get("image") is None and kwargs.get("pixel_values") is None:
             return kwargs, None
         if kwargs.get("input_ids") is None:
-            raise InputError("vcast needs input_ids to locate the video tokens; pass input_ids, not inputs_embeds")
+            raise InputError(NEEDS_INPUT_IDS)
         blocks = self._blocks(kwargs["input_ids"])
         if not blocks.videos:
             return kwargs, None  # images only: untouched
-        if enc is None:
-            enc = self.call_encoder(self.hook_module.get_image_features, kwargs)
-            kwargs["pixel_values"] = None
-        mm["image"] = enc
+        enc = self.encoder_output(kwargs, mm, "image", "pixel_values")  # frames are encoded as images
         kwargs["mm_encoder_outputs"] = mm
         kwargs = self.positions.prefill(self, kwargs)
         n = self.tokens_per_tile

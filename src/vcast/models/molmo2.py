@@ -14,7 +14,6 @@ unrecognised layout.
 
 from __future__ import annotations
 
-from vcast.errors import InputError
 from vcast.models.family import FamilyAdapter, VideoShape, register_family
 from vcast.models.positions import ROPE_1D
 
@@ -31,8 +30,5 @@ class Molmo2Adapter(FamilyAdapter):
     video_args = ("video_grids",)
 
     def video_shapes(self, enc, args, kwargs):
-        grids = args.get("video_grids", kwargs.get("video_grids"))
-        if grids is None:
-            raise InputError("cannot tell the frame grid of the pre-encoded Molmo2 videos: encode them through "
-                             "model.get_video_features while vcast is applied, or pass video_grids")
+        (grids,) = self.recorded(args, kwargs, "video_grids")
         return [VideoShape(t, rows, cols) for t, rows, cols in grids.tolist()]

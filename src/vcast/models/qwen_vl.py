@@ -43,12 +43,7 @@ class QwenStyleFamily(FamilyAdapter):
 
     def grid_thw(self, args: dict, kwargs: dict) -> list[tuple[int, int, int]]:
         """Per video ``(t, h, w)`` in patches (``video_grid_thw`` of the encoder call or of the forward call)."""
-        grid = args.get("video_grid_thw")
-        if grid is None:
-            grid = kwargs.get("video_grid_thw")
-        if grid is None:
-            raise InputError("cannot tell the (t, h, w) grid of the pre-encoded videos: encode them through "
-                             "model.get_video_features while vcast is applied, or pass video_grid_thw")
+        (grid,) = self.recorded(args, kwargs, "video_grid_thw")
         return [tuple(int(g) for g in row) for row in grid.tolist()]
 
     def video_shapes(self, enc, args, kwargs):

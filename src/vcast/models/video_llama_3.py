@@ -42,12 +42,7 @@ class VideoLlama3Adapter(FamilyAdapter):
         return super().collect_videos(kwargs)
 
     def video_shapes(self, enc, args, kwargs):
-        grid = args.get("video_grid_thw", kwargs.get("video_grid_thw"))
-        merge = args.get("video_merge_sizes", kwargs.get("video_merge_sizes"))
-        if grid is None or merge is None:
-            raise InputError("cannot tell the frame grid of the pre-encoded VideoLLaMA3 videos: encode them through "
-                             "model.get_video_features while vcast is applied, or pass video_grid_thw and "
-                             "video_merge_sizes")
+        grid, merge = self.recorded(args, kwargs, "video_grid_thw", "video_merge_sizes")
         return [VideoShape(t, h // m, w // m) for (t, h, w), m in zip(grid.tolist(), merge.tolist())]
 
     def finish(self, kwargs, plan):
