@@ -51,7 +51,8 @@ class PruneHandle:
     def stats(self) -> dict:
         """Stats of the last pruned prefill (empty before the first one).
 
-        Keys: ``method``, ``config``, ``videos`` (per video: ``frames``, ``tokens_per_frame``,
+        Keys: ``method``, ``config``, ``videos`` (per video: ``frames``, ``tokens_per_frame``, ``grid``
+        (its ``[rows, cols]`` token grid, where the family knows it),
         ``tokens_before``, ``tokens_kept``, ``ratio_used``, ``kept_per_frame``, ``curvature``,
         ``method``), ``video_tokens_before/after``, ``prompt_tokens_before/after`` (per row, real
         tokens), ``prefill_length_before/after`` (padded sequence lengths).
@@ -96,13 +97,15 @@ def _resolve_config(config: MethodConfig | None, method: str | None, overrides: 
 
 
 def apply(model: nn.Module, config: MethodConfig | None = None, *, method: str | None = None,
-          **overrides: Any) -> PruneHandle:
+          processor: Any = None, **overrides: Any) -> PruneHandle:
     """Make ``model`` (this instance only) prune its video tokens at prefill.
 
     Args:
         model: a supported transformers model (detected from ``model.config.model_type``).
         config: a method config (default: the method's defaults, V-CAST unless ``method`` says otherwise).
         method: a registered method name (``vcast.list_methods()``); builds its config from ``overrides``.
+        processor: the processor that prepares this model's inputs. Only families whose prompt cannot be
+            read from ``input_ids`` alone need it (InternVL: video frames are image blocks); others ignore it.
         **overrides: config fields to change, e.g. ``retain_ratio=0.15``.
 
     Returns:
@@ -119,18 +122,19 @@ def apply(model: nn.Module, config: MethodConfig | None = None, *, method: str |
     previous = getattr(model, HANDLE_ATTR, None)
     if previous is not None:
         previous.remove()
-    handle = PruneHandle(model, adapter_cls(model, cfg))
+    adapter = adapter_cls(model, cfg) if processor is None else adapter_cls(model, cfg, processor=processor)
+    handle = PruneHandle(model, adapter)
     handle._attach()
     return handle
 
 
 @contextmanager
 def enabled(model: nn.Module, config: MethodConfig | None = None, *, method: str | None = None,
-            **overrides: Any) -> Iterator[PruneHandle]:
+            processor: Any = None, **overrides: Any) -> Iterator[PruneHandle]:
     """Scoped :func:`apply`: pruning inside the ``with`` block; on exit the model is as before
     (vanilla, or with the pruning that was applied before the block)."""
     previous = getattr(model, HANDLE_ATTR, None)
-    handle = apply(model, config, method=method, **overrides)
+    handle = apply(model, config, method=method, processor=processor, **overrides)
     try:
         yield handle
     finally:

@@ -48,6 +48,7 @@ class Family:
     positions: tuple[str, ...] = ("original",)
     prune_at: tuple[str, ...] = ("llm",)
     videos: tuple[tuple[int, ...], ...] = ((8,), (4,))
+    processor_kwargs: tuple[tuple[str, object], ...] = ()
 
 
 FAMILIES = (
@@ -58,12 +59,26 @@ FAMILIES = (
     # Its video processor stacks a batch's videos into one tensor, so they need equal frame counts:
     # the rows differ in their number of videos instead.
     Family("llava_onevision", positions=("original", "compact"), videos=((4, 4), (4,))),
+    Family("qwen3_5"),
+    Family("qwen3_5_moe"),
+    Family("glm4v"),
+    Family("glm4v_moe"),
+    Family("glm46v"),
+    Family("gemma4", positions=("original", "compact"), videos=((4,), (2,))),  # 64 tokens per frame
+    Family("llava_next_video", positions=("original", "compact"), videos=((4, 4, 4), (4,))),  # stacked, as above
+    Family("video_llama_3", positions=("original", "compact"), processor_kwargs=(("use_token_compression", False),)),
+    Family("internvl", positions=("original", "compact"), videos=((4, 4, 4), (4,))),  # stacked, as above
+    Family("molmo2", positions=("original", "compact")),
+    Family("qwen2_5_omni"),
+    Family("qwen2_5_omni_thinker"),
+    Family("qwen3_omni_moe"),
+    Family("qwen3_omni_moe_thinker"),
 )
 VARIANTS = [(f, pos, at) for f in FAMILIES for pos in f.positions for at in f.prune_at]
 SIZES = ((64, 64), (48, 32))  # frame sizes, alternating over a batch's videos
 
 
-def _inputs(processor, rows: list[tuple[str, list]]):
+def _inputs(processor, rows: list[tuple[str, list]], **kwargs):
     """Left-padded chat inputs; ``rows`` holds (text, that row's videos)."""
     texts, videos = [], []
     for text, row_videos in rows:
@@ -72,7 +87,7 @@ def _inputs(processor, rows: list[tuple[str, list]]):
                                                    add_generation_prompt=True, tokenize=False))
         videos += row_videos
     return processor(text=texts, videos=videos, video_metadata=[vt.video_metadata(len(v)) for v in videos],
-                     padding=True, return_tensors="pt")
+                     padding=True, return_tensors="pt", **kwargs)
 
 
 class SeededRowSampler(LogitsProcessor):
@@ -100,6 +115,7 @@ class SeededRowSampler(LogitsProcessor):
 
 def _generate(model, inputs, mode: str) -> torch.Tensor:
     """``LongTensor[B, NEW_TOKENS]``: the new tokens (EOS suppressed so every row runs the full length)."""
+    model = getattr(model, "thinker", model)  # the whole Qwen-Omni model answers through its thinker
     eos = int(model.generation_config.eos_token_id)
     if mode == "greedy":
         extra = {"do_sample": False, "suppress_tokens": [eos]}
@@ -118,13 +134,14 @@ def test_batched_pruned_generation_equals_rows_alone(family, positions, prune_at
     seeds = iter(range(100))
     rows = [(text, [vt.random_video(t, *SIZES[i % 2], seed=next(seeds)) for i, t in enumerate(frames)])
             for text, frames in zip(TEXTS, family.videos)]
-    batch = _inputs(processor, rows)
+    extra = dict(family.processor_kwargs)
+    batch = _inputs(processor, rows, **extra)
     assert (batch["attention_mask"] == 0).any(), "the batch must be left-padded"
     cfg = VCastConfig(retain_ratio=RETAIN, positions=positions, prune_at=prune_at)
-    with vcast.enabled(model, cfg) as handle:
+    with vcast.enabled(model, cfg, processor=processor) as handle:  # InternVL reads its prompt with the tokenizer
         together = _generate(model, batch, mode)
         stats = dict(handle.stats)
-        alone = [_generate(model, _inputs(processor, [row]), mode)[0] for row in rows]
+        alone = [_generate(model, _inputs(processor, [row], **extra), mode)[0] for row in rows]
     assert stats["video_tokens_after"] < stats["video_tokens_before"]
     pad_before = [stats["prefill_length_before"] - n for n in stats["prompt_tokens_before"]]
     pad_after = [stats["prefill_length_after"] - n for n in stats["prompt_tokens_after"]]
@@ -148,17 +165,21 @@ def test_sampler_depends_on_the_scores_not_on_the_batch():
 def test_table_covers_every_supported_variant():
     """Every registered model type and every (positions, prune_at) vcast.apply accepts on it has a row."""
     modes = typing.get_args(typing.get_type_hints(MethodConfig)["positions"])
-    accepted = set()
+    accepted, untestable = set(), set()
     for model_type in supported_model_types():
-        model, _ = tiny(model_type)
+        try:
+            model, processor = tiny(model_type)
+        except pytest.skip.Exception:  # no tiny processor on this transformers release (see tiny_cache.tiny)
+            untestable.add(model_type)
+            continue
         for positions in modes:
             for prune_at in ("llm", EARLY):
                 try:
-                    vcast.apply(model, VCastConfig(positions=positions, prune_at=prune_at)).remove()
+                    vcast.apply(model, VCastConfig(positions=positions, prune_at=prune_at), processor=processor).remove()
                 except ConfigError:
                     continue
                 accepted.add((model_type, positions, prune_at))
-    assert accepted == {(f.model_type, p, a) for f, p, a in VARIANTS}
+    assert accepted == {(f.model_type, p, a) for f, p, a in VARIANTS if f.model_type not in untestable}
 
 
 def test_the_issue_case_is_in_the_table():

@@ -33,6 +33,9 @@ def _ratio_text(ratio: float | str) -> str:
     return ratio if isinstance(ratio, str) else f"{ratio:g}"
 
 
+OMNI_TYPES = ("qwen2_5_omni", "qwen3_omni_moe")
+
+
 def load_processor(source: str, local_files_only: bool, model_type: str):
     """The model's processor. transformers' Qwen video processors need torchvision; where it is not
     installed, the same processor is assembled with vcast's torch-only port of the video processor
@@ -42,8 +45,14 @@ def load_processor(source: str, local_files_only: bool, model_type: str):
 
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
-    if importlib.util.find_spec("torchvision") is not None or model_type not in (*QWEN_TYPES, "llava_onevision"):
+    from vcast.testing.loading import PORTED_MODEL_TYPES, load_processor_with_ports
+
+    if importlib.util.find_spec("torchvision") is not None or model_type not in (*QWEN_TYPES, "llava_onevision",
+                                                                                    *PORTED_MODEL_TYPES):
         return AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+    if model_type in PORTED_MODEL_TYPES:
+        typer.secho("note: torchvision is not installed; using vcast's torch-only video processor", err=True)
+        return load_processor_with_ports(source, model_type, local_files_only=local_files_only)
     if model_type == "llava_onevision":
         from vcast.testing.llava import load_llava_onevision_processor
 
@@ -80,8 +89,15 @@ def load_model(path: str, device: str = "auto", dtype: str = "auto"):
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=is_dir)
         processor = load_processor(source, is_dir, config.model_type)
-        model = AutoModelForImageTextToText.from_pretrained(
+        model_cls = AutoModelForImageTextToText
+        if config.model_type in OMNI_TYPES:  # the whole Qwen-Omni model (thinker + talker): its own class
+            import transformers
+
+            model_cls = getattr(transformers, config.architectures[0])
+        model = model_cls.from_pretrained(
             source, local_files_only=is_dir, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+        if getattr(model, "has_talker", False):
+            model.disable_talker()  # text answers: the talker would read the unpruned prompt's hidden states
     except (OSError, ValueError, ImportError, KeyError) as err:
         where = "the directory" if is_dir else "the hub (no such local directory, so it was read as a hub id)"
         raise InputError(f"cannot load model {path!r} from {where}: {str(err).splitlines()[0]}") from None
@@ -113,8 +129,11 @@ def build_inputs(processor, prompt: str, frames, metadata):
         metadata.frames_indices = list(metadata.frames_indices) + [metadata.frames_indices[-1]] * pad
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    extra = {}
+    if getattr(getattr(processor, "video_processor", None), "use_token_compression", False):
+        extra["use_token_compression"] = False  # VideoLLaMA3: vcast prunes the full frame grid in its place
     return processor(text=[text], videos=[frames], video_metadata=[metadata], do_sample_frames=False,
-                     return_tensors="pt")
+                     return_tensors="pt", **extra)
 
 
 class _FirstTokenClock:
@@ -144,12 +163,13 @@ def run_pruned(model, processor, inputs, config, max_new_tokens: int = 32) -> di
 
     inputs = inputs.to(model.device)
     clock = _FirstTokenClock()
-    handle = apply(model, config)
+    handle = apply(model, config, processor=processor)  # InternVL reads its prompt with the processor
+    lm = getattr(model, "thinker", model)  # the whole Qwen-Omni model answers through its thinker
     try:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                 logits_processor=LogitsProcessorList([clock]))
+            out = lm.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                              logits_processor=LogitsProcessorList([clock]))
         total = time.perf_counter() - start
         stats = handle.stats
         selections = handle.selections
@@ -222,11 +242,13 @@ def generate(
     _print_report(result, method, retain_ratio)
 
 
-def model_view(model, processor, inputs, frames, selection) -> tuple[tuple[int, int], Any, int]:
+def model_view(model, processor, inputs, frames, selection, grid=None) -> tuple[tuple[int, int], Any, int]:
     """``(grid, step_frames, step)`` to draw a model's selection of one video: its ``(h, w)`` token grid
-    (from ``video_grid_thw`` and the merge size), one frame per time step (the first frame of each
-    temporal patch) and the frames per time step."""
+    (``grid`` from the pruning stats; else from ``video_grid_thw`` and the merge size), one frame per time
+    step (the first frame of each temporal patch) and the frames per time step."""
     step = -(-len(frames) // selection.num_frames)
+    if grid is not None:  # the family's own (h, w) token grid, from the pruning stats
+        return (int(grid[0]), int(grid[1])), frames[::step][: selection.num_frames], step
     if "video_grid_thw" in inputs:  # Qwen: patch grid / spatial merge
         _, gh, gw = (int(x) for x in inputs["video_grid_thw"][0])
         merge = int(getattr(processor.video_processor, "merge_size", 1) or 1)
@@ -283,8 +305,9 @@ def viz(
     else:
         model, processor = load_model(model_path, device, dtype)
         inputs = build_inputs(processor, "Describe the video.", frames, metadata)
-        sel = _only_selection(run_pruned(model, processor, inputs, config, max_new_tokens=1))
-        grid, shown, step = model_view(model, processor, inputs, frames, sel)
+        result = run_pruned(model, processor, inputs, config, max_new_tokens=1)
+        sel = _only_selection(result)
+        grid, shown, step = model_view(model, processor, inputs, frames, sel, result["videos"][0].get("grid"))
         source = f"{model.config.model_type}"
     total = sel.num_frames * sel.tokens_per_frame
     title = (f"{video.name}: {method} kept {sel.num_kept}/{total} {source} tokens ({sel.retain_ratio:.0%}), "
@@ -310,9 +333,11 @@ def demo(
     retain_ratio: str = typer.Option("0.25", "--retain-ratio", help=RATIO_HELP),
     method: str = typer.Option("vcast", "--method", help="Pruning method (see `vcast methods`)."),
     stream: bool = typer.Option(False, "--stream", help="Play the clip into vcast.stream frame by frame instead."),
+    model_type: str = typer.Option("qwen3_vl", "--model-type",
+                                   help="The tiny model's family (a vcast.testing.TINY_MODEL_TYPES entry)."),
 ) -> None:
-    """Offline end-to-end tour: a clip from sample photos -> tiny Qwen3-VL with pruning -> stats,
-    pictures, and what a real Qwen3-VL-8B would save on such a clip. No network, no weights.
+    """Offline end-to-end tour: a clip from sample photos -> a tiny model (default Qwen3-VL) with pruning ->
+    stats, pictures, and what a real Qwen3-VL-8B would save on such a clip. No network, no weights.
     With --stream: the clip fed frame by frame to a live stream, a question mid-stream."""
     if stream:
         from vcast.cli.demo_stream import run_stream_demo
@@ -320,12 +345,15 @@ def demo(
         return run_stream_demo(out_dir, parse_ratio(retain_ratio), DEMO_PROMPT)
     from vcast.bench.clips import make_clip
     from vcast.efficiency import compare
+    from vcast.errors import InputError
     from vcast.methods import make_config
-    from vcast.testing import tiny_model
+    from vcast.testing import TINY_MODEL_TYPES, tiny_model
     from vcast.video import load_video, write_video
     from vcast.viz import pixel_selection, plot_selection
 
     retain_ratio = parse_ratio(retain_ratio)
+    if model_type not in TINY_MODEL_TYPES:
+        raise InputError(f"--model-type must be one of {list(TINY_MODEL_TYPES)}, got {model_type!r}")
     config = make_config(method, retain_ratio=retain_ratio)
     out_dir.mkdir(parents=True, exist_ok=True)
     fps = 4.0
@@ -336,8 +364,9 @@ def demo(
     typer.echo(f"1. encoded {path}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} at {fps:g} fps, "
                f"three panning shots of scikit-image photos, hard cuts between frames "
                f"{' and '.join(f'{c - 1}|{c}' for c in cuts)}")
-    model, processor = tiny_model("qwen3_vl")
-    typer.echo("2. tiny random-weight Qwen3-VL (vcast.testing.tiny_model): load_video -> processor -> "
+    model, processor = tiny_model(model_type)
+    name = "Qwen3-VL" if model_type == "qwen3_vl" else model_type
+    typer.echo(f"2. tiny random-weight {name} (vcast.testing.tiny_model): load_video -> processor -> "
                f"vcast.apply({method}, retain_ratio={_ratio_text(retain_ratio)}) -> generate")
     inputs = build_inputs(processor, DEMO_PROMPT, frames, metadata)
     result = run_pruned(model, processor, inputs, config, max_new_tokens=8)
@@ -345,9 +374,9 @@ def demo(
     typer.echo("   (random weights: the answer is noise; the token accounting is real)")
 
     sel = _only_selection(result)
-    grid, shown, step = model_view(model, processor, inputs, frames, sel)
+    grid, shown, step = model_view(model, processor, inputs, frames, sel, result["videos"][0].get("grid"))
     png = plot_selection(shown, sel, grid, out_dir / "keep.png", labels=_labels(metadata, sel.num_frames, step),
-                         title=f"tiny Qwen3-VL (random weights): {method} kept {sel.num_kept}/"
+                         title=f"tiny {name} (random weights): {method} kept {sel.num_kept}/"
                                f"{sel.num_frames * sel.tokens_per_frame} video tokens ({sel.retain_ratio:.0%}); "
                                f"one panel per temporal patch of {step} frames")
     typer.echo(f"3. wrote {png}: the tiny model's kept tokens (bright) and dropped ones (dimmed), curvature "

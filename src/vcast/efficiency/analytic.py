@@ -157,27 +157,39 @@ def vision_flops(spec: ModelSpec, g: VideoGeometry, kept_per_group: list[int] | 
 
 def llm_prefill_flops(spec: ModelSpec, tokens: int, attention: Literal["causal", "dense"] = "causal") -> dict:
     """LLM prefill FLOPs for a ``tokens``-long prompt: projections + MLP (or router + active experts),
-    attention products and the LM head on the last position."""
+    attention products (softmax layers) or the linear-attention recurrence (Gated DeltaNet layers) and
+    the LM head on the last position."""
     t = spec.text
     qo = t.heads * t.head_dim
     kv = t.kv_heads * t.head_dim
-    per_token = 2 * (2 * t.hidden * qo + 2 * t.hidden * kv)
-    if t.num_experts:
-        per_token += 2 * (t.hidden * t.num_experts + t.experts_per_token * 3 * t.hidden * t.moe_intermediate)
-    else:
-        per_token += 2 * 3 * t.hidden * t.intermediate
+    mlp = (2 * (t.hidden * t.num_experts + t.experts_per_token * 3 * t.hidden * t.moe_intermediate)
+           if t.num_experts else 2 * 3 * t.hidden * t.intermediate)
+    if t.shared_expert_intermediate:  # Qwen3.5-MoE: a shared expert and its sigmoid gate
+        mlp += 2 * (3 * t.hidden * t.shared_expert_intermediate + t.hidden)
+    attn_per_token = 2 * ((2 if t.attn_output_gate else 1) * t.hidden * qo + t.hidden * qo + 2 * t.hidden * kv) + mlp
     if attention not in ("causal", "dense"):
         raise ConfigError(f"attention must be 'causal' or 'dense', got {attention!r}")
     pairs = tokens * (tokens + 1) // 2 if attention == "causal" else tokens * tokens
-    linear = t.layers * tokens * per_token
-    attn = t.layers * 4 * pairs * qo
+    linear = t.attention_layers * tokens * attn_per_token
+    attn = t.attention_layers * 4 * pairs * qo
+    decode = t.attention_layers * (attn_per_token + 4 * tokens * qo)
+    if t.linear_layers:  # Gated DeltaNet: q, k, v (+ conv), z, a, b and out projections; O(tokens) recurrence
+        dk, dv = t.linear_key_heads * t.linear_head_dim, t.linear_value_heads * t.linear_head_dim
+        conv_dim = 2 * dk + dv
+        per_token = (2 * t.hidden * (conv_dim + dv + 2 * t.linear_value_heads) + 2 * dv * t.hidden
+                     + 2 * conv_dim * t.linear_conv_kernel + mlp)
+        recurrence = 6 * t.linear_value_heads * t.linear_head_dim**2
+        conv_padding = 2 * conv_dim * t.linear_conv_kernel * (t.linear_conv_kernel - 1)  # the causal pad's outputs
+        linear += t.linear_layers * (tokens * per_token + conv_padding)
+        attn += t.linear_layers * tokens * recurrence
+        decode += t.linear_layers * (per_token + recurrence)
     lm_head = 2 * t.hidden * t.vocab
     return {
         "linear": linear,
         "attention": attn,
         "lm_head": lm_head,
         "total": linear + attn + lm_head,
-        "decode_per_token": t.layers * (per_token + 4 * tokens * qo) + lm_head,
+        "decode_per_token": decode + lm_head,
     }
 
 
@@ -266,7 +278,7 @@ def prefill_cost(
         "vision_flops": vis["total"],
         "llm_flops": llm["total"],
         "total_flops": vis["total"] + llm["total"],
-        "kv_cache_bytes": 2 * t.layers * t.kv_heads * t.head_dim * llm_tokens * kv_bytes_per_element,
+        "kv_cache_bytes": 2 * t.attention_layers * t.kv_heads * t.head_dim * llm_tokens * kv_bytes_per_element,
         "decode_flops_per_token": llm["decode_per_token"],
         "vision_breakdown": vis,
         "llm_breakdown": llm,

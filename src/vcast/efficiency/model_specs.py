@@ -22,6 +22,19 @@ Provenance (checked while writing this module, 2026):
 * LLaVA-OneVision-7B (``llava-hf/llava-onevision-qwen2-7b-ov-hf``): SigLIP numbers are the defaults
   of transformers 5.23's ``LlavaOnevisionConfig`` (26 layers x 1152, 4304 MLP, 384 px, patch 14);
   the Qwen2-7B text fields are the same as Qwen2.5-VL-7B's LLM (matched).
+* Qwen3.5-27B (``Qwen/Qwen3.5-27B``, verified): every field matched copies of its config.json in public
+  repositories (at least two independent ones per text field; searched 2026 with vcast's code search):
+  text 64 layers x 5120, 17408 MLP, 24 attention heads / 4 KV heads of 256 with an output gate, every
+  4th layer softmax attention (16) and the others Gated DeltaNet (48) with 16 key / 48 value heads of
+  128 and a 4-tap convolution, vocabulary 248320; vision 27 x 1152, 4304 MLP, 16 heads, patch 16,
+  merge 2, temporal patch 2, ``out_hidden_size`` 5120, no deepstack. The cost model counts the Gated
+  DeltaNet projections and convolution exactly and its recurrence as ``6 * dk * dv`` FLOPs per token
+  and value head (the chunked kernel's exact count differs by its chunk bookkeeping).
+
+Not here yet, and why (``vcast bench efficiency`` covers only what it can count faithfully): Gemma 4
+(its 31B text config matched two public copies, but its vision tower, sliding-window layers with
+separate global head sizes and shared K=V need a cost model of their own), GLM-4.6V and InternVL
+(no copy of their config.json could be checked offline; their vision towers need their own kinds).
 """
 
 from __future__ import annotations
@@ -92,6 +105,13 @@ class TextSpec:
         vocab: vocabulary size (LM head; prefill computes logits for the last position only).
         num_experts, experts_per_token, moe_intermediate: MoE layers (0 experts: dense). Only the
             ``experts_per_token`` active experts are counted, plus the router.
+        linear_layers: layers whose token mixer is linear attention (Qwen3.5's Gated DeltaNet) instead of
+            softmax attention; the other ``layers - linear_layers`` attend over the whole prompt and alone
+            hold a KV cache (a linear layer's state has a fixed size, whatever the prompt length).
+        linear_key_heads, linear_value_heads, linear_head_dim: their key / value heads and head size.
+        linear_conv_kernel: the depthwise causal convolution over q, k, v.
+        attn_output_gate: the attention layers' ``q_proj`` also produces a sigmoid output gate (Qwen3.5).
+        shared_expert_intermediate: a shared expert next to the routed ones (Qwen3.5-MoE), with its gate.
     """
 
     layers: int
@@ -104,6 +124,18 @@ class TextSpec:
     num_experts: int = 0
     experts_per_token: int = 0
     moe_intermediate: int = 0
+    linear_layers: int = 0
+    linear_key_heads: int = 0
+    linear_value_heads: int = 0
+    linear_head_dim: int = 0
+    linear_conv_kernel: int = 4
+    attn_output_gate: bool = False
+    shared_expert_intermediate: int = 0
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers with softmax attention (and a KV cache)."""
+        return self.layers - self.linear_layers
 
 
 @dataclass(frozen=True)
@@ -255,6 +287,19 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             extra_video_tokens=1,
             early_pruning=_SIGLIP,
         ),
+        ModelSpec(
+            name="qwen3.5-27b",
+            hf_id="Qwen/Qwen3.5-27B",
+            vision=VisionSpec(kind="qwen3_vl", out_hidden=5120, depth=27, hidden=1152, intermediate=4304, heads=16,
+                              patch_size=16),
+            text=TextSpec(layers=64, hidden=5120, intermediate=17408, heads=24, kv_heads=4, head_dim=256,
+                          vocab=248320, linear_layers=48, linear_key_heads=16, linear_value_heads=48,
+                          linear_head_dim=128, attn_output_gate=True),
+            text_tokens_per_group=8,
+            extra_video_tokens=0,
+            early_pruning="early pruning is implemented and verified for Qwen3-VL only; use prune_at='llm'",
+            notes={"verified": True},
+        ),
     )
 }
 
@@ -281,7 +326,7 @@ def spec_from_hf_config(config: Any, name: str | None = None) -> ModelSpec:
     text = TextSpec(
         layers=tc.num_hidden_layers,
         hidden=tc.hidden_size,
-        intermediate=tc.intermediate_size,
+        intermediate=int(getattr(tc, "intermediate_size", 0) or 0),
         heads=tc.num_attention_heads,
         kv_heads=tc.num_key_value_heads,
         head_dim=getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads,
@@ -291,7 +336,15 @@ def spec_from_hf_config(config: Any, name: str | None = None) -> ModelSpec:
         moe_intermediate=int(getattr(tc, "moe_intermediate_size", 0) or 0) if experts else 0,
     )
     name = name or f"{mt}-custom"
-    if mt in ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl"):  # these vision configs share field names
+    if mt in ("qwen3_5", "qwen3_5_moe"):  # hybrid LLM: layer_types says which layers are Gated DeltaNet
+        text = TextSpec(**{**text.__dict__, "linear_layers": list(tc.layer_types).count("linear_attention"),
+                           "linear_key_heads": tc.linear_num_key_heads, "linear_value_heads": tc.linear_num_value_heads,
+                           "linear_head_dim": tc.linear_key_head_dim, "linear_conv_kernel": tc.linear_conv_kernel_dim,
+                           "attn_output_gate": True,
+                           "shared_expert_intermediate": int(getattr(tc, "shared_expert_intermediate_size", 0) or 0)})
+        if tc.linear_key_head_dim != tc.linear_value_head_dim:
+            raise ConfigError("the cost model takes equal Gated DeltaNet key and value head sizes")
+    if mt in ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen3_5", "qwen3_5_moe"):  # shared vision field names
         qwen_vision = dict(
             depth=vc.depth,
             hidden=vc.hidden_size,
@@ -303,8 +356,9 @@ def spec_from_hf_config(config: Any, name: str | None = None) -> ModelSpec:
             spatial_merge_size=vc.spatial_merge_size,
             in_channels=vc.in_channels,
         )
-    if mt in ("qwen3_vl", "qwen3_vl_moe"):
-        vision = VisionSpec(kind="qwen3_vl", deepstack=tuple(vc.deepstack_visual_indexes), **qwen_vision)
+    if mt in ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"):
+        vision = VisionSpec(kind="qwen3_vl", deepstack=tuple(getattr(vc, "deepstack_visual_indexes", ()) or ()),
+                            **qwen_vision)
         return ModelSpec(
             name=name, hf_id="", vision=vision, text=text, text_tokens_per_group=8, extra_video_tokens=0
         )
@@ -354,6 +408,6 @@ def spec_from_hf_config(config: Any, name: str | None = None) -> ModelSpec:
             name=name, hf_id="", vision=vision, text=text, extra_video_tokens=1, early_pruning=_SIGLIP
         )
     raise ConfigError(
-        f"no cost model for model_type {mt!r}; supported: qwen3_vl, qwen3_vl_moe, qwen2_5_vl, "
-        "qwen2_vl, llava_onevision"
+        f"no cost model for model_type {mt!r}; supported: qwen3_vl, qwen3_vl_moe, qwen3_5, qwen3_5_moe, "
+        "qwen2_5_vl, qwen2_vl, llava_onevision"
     )

@@ -19,6 +19,13 @@ from vcast.models.base import (
 from vcast.models import qwen_vl  # noqa: E402,F401  isort: skip
 from vcast.models import llava_onevision  # noqa: E402,F401  isort: skip
 from vcast.models import qwen3_vl_early  # noqa: E402,F401  isort: skip
+from vcast.models import glm4v  # noqa: E402,F401  isort: skip
+from vcast.models import internvl  # noqa: E402,F401  isort: skip
+from vcast.models import gemma4  # noqa: E402,F401  isort: skip
+from vcast.models import llava_next_video  # noqa: E402,F401  isort: skip
+from vcast.models import video_llama_3  # noqa: E402,F401  isort: skip
+from vcast.models import qwen_omni  # noqa: E402,F401  isort: skip
+from vcast.models import molmo2  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "DecodeState",

@@ -21,14 +21,19 @@ What this module does for every family:
 - the supported transformers range (:data:`SUPPORTED_TRANSFORMERS`, checked by :func:`resolve_adapter`);
 - stats of the last prefill (:attr:`ModelAdapter.stats`).
 
-The adapter contract (what a family module implements):
+Family modules subclass :class:`vcast.models.family.FamilyAdapter`, where a family declares only what
+differs (placeholder, prompt layout, position scheme, side features) and implements the encoder-output
+plumbing once; this module is the layer under it. The adapter contract (what an adapter implements):
 
 - ``model_types``: the ``config.model_type`` values it serves; register it with :func:`register_adapter`.
 - ``check_config(config)`` (classmethod): raise :class:`~vcast.errors.ConfigError` for options it does
   not support (e.g. ``positions="compact"`` on an MRoPE model).
-- ``__init__(model, config)``: find the hook module and store it in ``self.hook_module``; raise
-  :class:`~vcast.errors.UnsupportedModelError` if the instance lacks what the adapter needs.
-- ``video_token_id``: the placeholder id of video tokens in ``input_ids``.
+- ``__init__(model, config, processor=None)``: find the hook module and store it in ``self.hook_module``;
+  raise :class:`~vcast.errors.UnsupportedModelError` if the instance lacks what the adapter needs (or,
+  for a family whose prompt cannot be read without its tokenizer, the processor).
+- ``video_token_id``: the placeholder id of video tokens in ``input_ids``; or override
+  ``video_columns(kwargs, batch)`` (``BoolTensor[B, L]``) where that id alone does not mark them, and
+  ``check_layout(columns, batch)`` to refuse prompts whose video runs the family does not recognise.
 - ``overrides()``: ``{attribute name: callable}`` set on the hook module instance while attached
   (e.g. a wrapper of ``get_video_features`` that records the grids generate() pops from its kwargs).
 - ``collect_videos(kwargs) -> (kwargs, VideoBatch | None)``: at prefill, get each video's
@@ -95,7 +100,8 @@ from vcast.methods.grid import run_with_grids
 # dependency. CI runs the whole suite on this lower bound and on the newest release (.ci/run).
 MIN_TRANSFORMERS = "5.20"
 SUPPORTED_TRANSFORMERS = f">={MIN_TRANSFORMERS}"
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids", "position_ids")
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "moe_mm_token_type_ids", "token_type_ids",
+                 "position_ids")
 CACHE_KEYS = ("cache", "past_key_values", "cache_params")  # 5.24+ name first, then the deprecated ones
 
 
@@ -210,6 +216,12 @@ class DecodeState:
 
 
 _REGISTRY: dict[str, list[type[ModelAdapter]]] = {}
+_UNAVAILABLE: dict[str, str] = {}  # model type -> why this environment cannot serve it
+
+
+def note_unavailable(model_type: str, reason: str) -> None:
+    """Remember why ``model_type`` has no adapter here (e.g. the installed transformers lacks it)."""
+    _UNAVAILABLE[model_type] = reason
 
 
 def register_adapter(cls: type[ModelAdapter]) -> type[ModelAdapter]:
@@ -255,6 +267,8 @@ def resolve_adapter(model: nn.Module, config: MethodConfig) -> type[ModelAdapter
     check_transformers_version()
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     candidates = _REGISTRY.get(model_type or "")
+    if not candidates and model_type in _UNAVAILABLE:
+        raise UnsupportedModelError(_UNAVAILABLE[model_type])
     if not candidates:
         raise UnsupportedModelError(
             f"vcast has no adapter for model_type {model_type!r} ({type(model).__name__}); "
@@ -275,9 +289,10 @@ class ModelAdapter:
 
     model_types: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, model: nn.Module, config: MethodConfig) -> None:
+    def __init__(self, model: nn.Module, config: MethodConfig, processor: Any = None) -> None:
         self.model = model
         self.config = config
+        self.processor = processor
         self.hook_module: nn.Module = model
         self.state: DecodeState | None = None
         self.stats: dict = {}
@@ -362,6 +377,13 @@ class ModelAdapter:
             return args, kwargs
         return args, self._decode(dict(kwargs), cached)
 
+    def video_columns(self, kwargs: dict, batch: VideoBatch) -> torch.Tensor:
+        """``BoolTensor[B, L]``: the video placeholder tokens of the prefill's ``input_ids``."""
+        return kwargs["input_ids"] == self.video_token_id
+
+    def check_layout(self, columns: torch.Tensor, batch: VideoBatch) -> None:
+        """Raise :class:`InputError` if the video tokens do not sit as the family's processor writes them."""
+
     def video_keep_masks(self, batch: VideoBatch, selections: list[Selection]) -> list[torch.Tensor]:
         """Per video, ``BoolTensor`` over its run of video tokens in ``input_ids`` (True = kept).
 
@@ -385,7 +407,8 @@ class ModelAdapter:
         if input_ids is None:
             raise InputError("vcast needs input_ids to locate the video tokens; pass input_ids, not inputs_embeds")
         selections = batch.selections if batch.selections is not None else self.select(batch.features, batch.grids)
-        video_cols = input_ids == self.video_token_id
+        video_cols = self.video_columns(kwargs, batch)
+        self.check_layout(video_cols, batch)
         run_masks = self.video_keep_masks(batch, selections)
         expected = sum(int(m.numel()) for m in run_masks)
         found = int(video_cols.sum())
@@ -400,7 +423,7 @@ class ModelAdapter:
         kwargs = self.write_pruned(kwargs, batch, selections, plan)
         self.state = DecodeState(input_ids.shape[0], plan.length_before, plan.length_after,
                                  plan.dropped, kwargs.get("attention_mask"))
-        self._record_stats(selections, plan, kwargs)
+        self._record_stats(selections, plan, kwargs, batch.grids)
         return kwargs
 
     def _prune_sequence(self, kwargs: dict, plan: RowPlan) -> dict:
@@ -458,9 +481,12 @@ class ModelAdapter:
             kwargs["attention_mask"] = torch.cat([st.mask_after, new], dim=1)
         return self.adjust_decode_positions(kwargs, st)
 
-    def _record_stats(self, selections: list[Selection], plan: RowPlan, kwargs: dict) -> None:
+    def _record_stats(self, selections: list[Selection], plan: RowPlan, kwargs: dict,
+                      grids: list[tuple[int, int]] | None = None) -> None:
         self.selections = list(selections)
         videos = [{"method": self.config.method, **s.summary()} for s in selections]
+        for video, grid in zip(videos, grids or []):
+            video["grid"] = [int(grid[0]), int(grid[1])]
         valid_after = self.valid_after(kwargs, plan).sum(1)
         before_rows = valid_after + plan.dropped.to(valid_after.device)
         self.stats = {

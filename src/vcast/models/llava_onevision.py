@@ -21,26 +21,23 @@ dropped tokens before it); decode steps shift by the row's dropped count. Decode
 gets the unpruned continuation from the cache length, the cache being found under either name
 (``past_key_values`` up to 5.23, ``cache`` from 5.24: :func:`vcast.models.base.find_cache`).
 
-The hook sits on ``model.model`` (``LlavaOnevisionModel``); ``get_video_features`` is wrapped on
-that instance to record each video's frame count (``generate()`` pre-encodes videos and drops the
-pixels before the hook sees them). Images (anyres, with their own newlines) are never touched.
+The hook sits on ``model.model`` (``LlavaOnevisionModel``); the shared family layer
+(:mod:`vcast.models.family`) wraps ``get_video_features`` on that instance to record each video's frame
+count (``generate()`` pre-encodes videos and drops the pixels before the hook sees them) and keeps the
+newline tokens (the protected ``extra`` tokens of each video's :class:`~vcast.models.family.VideoShape`).
+Images (anyres, with their own newlines) are never touched.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import torch
 
-from vcast.config import MethodConfig
-from vcast.core.selection import Selection
-from vcast.errors import InputError, UnsupportedModelError
-from vcast.models.base import DecodeState, ModelAdapter, RowPlan, VideoBatch, find_cache, register_adapter
-
-FRAMES_ATTR = "_vcast_num_frames"
-_VISION_KEYS = ("vision_feature_layer", "vision_feature_select_strategy")
+from vcast.errors import InputError
+from vcast.models.family import FamilyAdapter, VideoShape, register_family
+from vcast.models.positions import ROPE_1D
 
 
 @dataclass(frozen=True)
@@ -92,158 +89,42 @@ class VideoTokenLayout:
         raise InputError(f"a video of {frames} frames with a {rows}x{cols} pooled grid gave {length} tokens, which "
                          f"matches no known newline layout ({known}); vcast cannot tell its frame grid")
 
-    def keep_masks(self, selections: list[Selection]) -> torch.Tensor:
-        """``BoolTensor[V, L]``: kept run positions per video (grid tokens per selection, newlines always)."""
-        device = self.grid_index.device
-        masks = torch.ones(len(selections), self.length, dtype=torch.bool, device=device)
-        masks[:, self.grid_index] = False
-        rows = torch.cat([torch.full((s.num_kept,), i, device=device) for i, s in enumerate(selections)])
-        cols = self.grid_index[torch.cat([s.keep_index.to(device) for s in selections])]
-        masks[rows, cols] = True
-        return masks
 
-
-@dataclass
-class _Encoded:
-    """What :meth:`LlavaOnevisionAdapter.write_pruned` needs: the encoder output and its layout."""
-
-    output: object  # the ModelOutput of get_video_features; pooler_output [V, L, D]
-    layout: VideoTokenLayout
-    masks: torch.Tensor | None = None  # BoolTensor[V, L], set by video_keep_masks
-
-
-@register_adapter
-class LlavaOnevisionAdapter(ModelAdapter):
+@register_family
+class LlavaOnevisionAdapter(FamilyAdapter):
     """Prefill pruning for ``LlavaOnevisionForConditionalGeneration`` (LLaVA-OneVision, LLaVA-Video)."""
 
+    family_name = "LLaVA-OneVision"
     model_types = ("llava_onevision",)
-
-    @classmethod
-    def check_config(cls, config: MethodConfig) -> None:
-        if config.prune_at != "llm":
-            from vcast.models.qwen3_vl_early import check_early_pruning_supported
-
-            check_early_pruning_supported("llava_onevision")
-
-    def __init__(self, model, config: MethodConfig) -> None:
-        super().__init__(model, config)
-        inner = getattr(model, "model", model)
-        needed = ("get_video_features", "get_image_features", "image_newline", "language_model")
-        missing = [n for n in needed if not hasattr(inner, n)]
-        if missing:
-            raise UnsupportedModelError(f"{type(model).__name__} (model_type 'llava_onevision') lacks {missing}; "
-                                        "vcast supports transformers' LlavaOnevisionForConditionalGeneration")
-        vision = inner.config.vision_config
-        side = math.ceil((vision.image_size // vision.patch_size) / 2)  # apply_pooling's output grid
-        self.hook_module = inner
-        self.grid = (side, side)
-        self._vanilla_get_video_features = inner.get_video_features
+    needed = ("get_video_features", "get_image_features", "image_newline", "language_model")
+    runs = "video"
+    positions = ROPE_1D
+    pooled = "stacked"
 
     @property
-    def video_token_id(self) -> int:
-        return int(self.model.config.video_token_id)
+    def grid(self) -> tuple[int, int]:
+        """The pooled frame grid (``apply_pooling``: a ``P x P`` patch grid becomes ``ceil(P/2)`` per side)."""
+        vision = self.hook_module.config.vision_config
+        side = math.ceil((vision.image_size // vision.patch_size) / 2)
+        return side, side
 
-    def overrides(self) -> dict:
-        vanilla = self._vanilla_get_video_features
-
-        @functools.wraps(vanilla)
-        def get_video_features(pixel_values_videos, *args, **kwargs):
-            out = vanilla(pixel_values_videos, *args, **kwargs)
-            pooled = out.pooler_output if hasattr(out, "pooler_output") else out[1]
-            setattr(pooled, FRAMES_ATTR, int(pixel_values_videos.shape[1]))
-            return out
-
-        return {"get_video_features": get_video_features}
-
-    # ----- prefill ------------------------------------------------------------------------------
-    def collect_videos(self, kwargs: dict) -> tuple[dict, VideoBatch | None]:
-        mm = dict(kwargs.get("mm_encoder_outputs") or {})
-        enc, pixels = mm.get("video"), kwargs.get("pixel_values_videos")
-        if enc is None and pixels is None:
-            return kwargs, None
-        inner = self.hook_module
-        vision = {k: kwargs[k] for k in _VISION_KEYS if kwargs.get(k) is not None}
-        if enc is None:
-            enc = inner.get_video_features(pixels, return_dict=True, **vision)
-            kwargs["pixel_values_videos"] = None
-        if kwargs.get("pixel_values") is not None and mm.get("image") is None:  # the model refuses pixels + outputs
-            mm["image"] = inner.get_image_features(
-                kwargs["pixel_values"], kwargs.get("image_sizes"), return_dict=True,
-                vision_aspect_ratio=kwargs.get("vision_aspect_ratio"), batch_num_images=kwargs.get("batch_num_images"),
-                **vision)
-            kwargs["pixel_values"] = None
-        mm["video"] = enc
-        kwargs["mm_encoder_outputs"] = mm
-        if kwargs.get("input_ids") is None:
-            raise InputError("vcast needs input_ids to locate the video tokens; pass input_ids, not inputs_embeds")
-        b, length = kwargs["input_ids"].shape
-        positions = kwargs.get("position_ids")
-        if positions is None:  # what the LLM would use for the unpruned prompt
-            positions = torch.arange(length, device=kwargs["input_ids"].device)
-        if positions.ndim > 2 or positions.shape[-1] != length:
-            raise InputError(f"position_ids of shape {tuple(positions.shape)} do not fit input_ids {(b, length)}; "
-                             "LLaVA-OneVision takes 1-D position ids [B, L]")
-        kwargs["position_ids"] = positions.expand(b, length)
+    def video_shapes(self, enc, args, kwargs):
         pooled = enc.pooler_output
-        layout = self._layout(pooled)
-        if layout.kind in ("one_token", "no_token"):  # the grid is a prefix of the run: a view, no copy
-            grid = pooled[:, : layout.frames * layout.tokens_per_frame]
-        else:
-            grid = pooled.index_select(1, layout.grid_index)
-        features = list(grid.view(pooled.shape[0], layout.frames, layout.tokens_per_frame, pooled.shape[-1]))
-        grids = [(layout.rows, layout.cols)] * len(features)
-        return kwargs, VideoBatch(features, payload=_Encoded(enc, layout), grids=grids)
-
-    def _layout(self, pooled: torch.Tensor) -> VideoTokenLayout:
         if not isinstance(pooled, torch.Tensor) or pooled.ndim != 3:
             raise InputError("expected LLaVA-OneVision video features as one [videos, tokens, D] tensor, got "
                              f"{type(pooled).__name__} {tuple(getattr(pooled, 'shape', ()))}")
         rows, cols = self.grid
         length = pooled.shape[1]
-        frames = getattr(pooled, FRAMES_ATTR, None)
-        if frames is None:  # encoded before vcast was applied: transformers' layout is the only one we can assume
+        shape = args.get("pixel_shape")
+        if shape is None and kwargs.get("pixel_values_videos") is not None:
+            shape = tuple(kwargs["pixel_values_videos"].shape)
+        if shape is not None:
+            frames = int(shape[1])
+        else:  # encoded before vcast was applied: transformers' layout is the only one we can assume
             frames, rest = divmod(length - 1, rows * cols)
             if rest or frames < 1:
                 raise InputError(f"cannot tell the frame count of pre-encoded videos with {length} tokens each; "
                                  "encode them through model.get_video_features while vcast is applied")
-        return VideoTokenLayout.detect(length, frames, rows, cols, device=pooled.device)
-
-    def video_keep_masks(self, batch: VideoBatch, selections: list[Selection]) -> list[torch.Tensor]:
-        masks = batch.payload.layout.keep_masks(selections)
-        batch.payload.masks = masks
-        return list(masks)
-
-    def write_pruned(self, kwargs: dict, batch: VideoBatch, selections: list[Selection], plan: RowPlan) -> dict:
-        enc, layout, masks = batch.payload.output, batch.payload.layout, batch.payload.masks
-        pooled = enc.pooler_output
-        kept = pooled[masks.to(pooled.device)]  # [sum K_v + newlines, D], video-major, run order
-        if any(s.merged_features is not None for s in selections):  # merging methods replace the kept grid tokens
-            is_grid = torch.zeros(layout.length, dtype=torch.bool, device=pooled.device)
-            is_grid[layout.grid_index] = True
-            slots = is_grid.expand_as(masks)[masks.to(pooled.device)]
-            kept[slots] = torch.cat([s.kept_features(f).to(kept.dtype) for s, f in zip(selections, batch.features)])
-        new = type(enc)(**dict(enc.items()))
-        new.pooler_output = kept[None]  # the model flattens (0, 1): one [1, K, D] block holds every video
-        kwargs["mm_encoder_outputs"] = {**kwargs["mm_encoder_outputs"], "video": new}
-        if self.config.positions == "compact":
-            # new column c of row b holds kept token number c - offset_b, from source column index[b, c]
-            new_col = torch.arange(plan.length_after, device=plan.index.device)
-            offset = (plan.length_after - (plan.length_before - plan.dropped))[:, None].to(plan.index.device)
-            dropped_before = (plan.index - (new_col[None] - offset)).masked_fill(~plan.filled, 0)
-            positions = kwargs["position_ids"]
-            kwargs["position_ids"] = positions - dropped_before.to(positions.device)
-        if kwargs.get("attention_mask") is None:  # position gaps must not read as packed sequences
-            kwargs["attention_mask"] = plan.filled.long().to(kwargs["input_ids"].device)
-        return kwargs
-
-    def adjust_decode_positions(self, kwargs: dict, state: DecodeState) -> dict:
-        positions = kwargs.get("position_ids")
-        if positions is None:  # manual loop: what the LLM would use after the unpruned prompt
-            ids = kwargs["input_ids"] if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"][..., 0]
-            generated = find_cache(kwargs).get_seq_length() - state.length_after
-            start = state.length_before + generated
-            positions = torch.arange(start, start + ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
-        if self.config.positions == "compact":
-            positions = positions - state.dropped.to(positions.device)[:, None]
-        kwargs["position_ids"] = positions
-        return kwargs
+        layout = VideoTokenLayout.detect(length, frames, rows, cols, device=pooled.device)
+        return [VideoShape(frames, rows, cols, extra=length - frames * rows * cols, grid_index=layout.grid_index)
+                ] * pooled.shape[0]

@@ -215,8 +215,8 @@ class Qwen3VLEarlyAdapter(Qwen3VLAdapter):
                 "(t, h, w) ids: use positions='original'"
             )
 
-    def __init__(self, model, config: MethodConfig) -> None:
-        super().__init__(model, config)
+    def __init__(self, model, config: MethodConfig, processor=None) -> None:
+        super().__init__(model, config, processor)
         self.block = int(config.vision_prune_block)
         depth = len(self.hook_module.visual.blocks)
         if self.block >= depth:
@@ -256,6 +256,6 @@ class EarlyPruningUnsupported(ModelAdapter):
         if config.vision_prune_block is None:
             raise ConfigError("not an early-pruning config")
 
-    def __init__(self, model, config: MethodConfig) -> None:
+    def __init__(self, model, config: MethodConfig, processor=None) -> None:
         check_early_pruning_supported(model.config.model_type)
         raise ConfigError(f"prune_at={config.prune_at!r} is not available for {model.config.model_type}")

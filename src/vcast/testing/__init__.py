@@ -18,16 +18,19 @@ import numpy as np
 import torch
 
 from vcast.errors import UnsupportedModelError
+from vcast.testing.table import SPECS, build
 
-TINY_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl", "llava_onevision")
+TINY_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl", "llava_onevision", *SPECS)
 
 
 def tiny_model(model_type: str = "qwen3_vl", *, seed: int = 0, dtype: torch.dtype = torch.float32,
                attn_implementation: str = "sdpa", **config_overrides):
     """``(model, processor)`` for ``model_type``: tiny random weights, eval mode, a working processor.
 
+    The families beyond Qwen-VL and LLaVA-OneVision are rows of :data:`vcast.testing.table.SPECS`.
+
     Args:
-        model_type: one of :data:`TINY_MODEL_TYPES`.
+        model_type: one of :data:`TINY_MODEL_TYPES` (``<omni type>_thinker``: the Qwen-Omni thinker alone).
         seed: seeds the random weights.
         dtype: parameter dtype (float32, float16, bfloat16).
         attn_implementation: ``"sdpa"`` or ``"eager"``.
@@ -43,6 +46,8 @@ def tiny_model(model_type: str = "qwen3_vl", *, seed: int = 0, dtype: torch.dtyp
         from vcast.testing.llava import tiny_llava_onevision
 
         return tiny_llava_onevision(**kw)
+    if model_type in SPECS:
+        return build(SPECS[model_type], **kw)
     raise UnsupportedModelError(f"no tiny model for {model_type!r}; available: {list(TINY_MODEL_TYPES)}")
 
 
@@ -78,28 +83,31 @@ def video_metadata(num_frames: int, fps: float = 2.0):
 
 
 def make_inputs(processor, prompts: str | Sequence[str], *, videos: Sequence | None = None,
-                images: Sequence | None = None, fps: float = 2.0, order: str = "media-first"):
+                images: Sequence | None = None, audios: Sequence | None = None, fps: float = 2.0,
+                order: str = "media-first", **processor_kwargs):
     """Chat-formatted model inputs (a ``BatchFeature`` of tensors) for one prompt or a batch.
 
-    Each prompt gets the next ``len(videos)/len(prompts)`` videos and ``len(images)/len(prompts)``
-    images (images first, then videos, then the text). Batches are left-padded.
+    Each prompt gets the next ``len(videos)/len(prompts)`` videos, images and audios likewise (images
+    first, then videos, then audios, then the text). Batches are left-padded.
 
     Args:
         processor: a processor from :func:`tiny_model` (or a real one with a chat template).
         prompts: one text or a list of texts (the batch).
         videos: ``uint8[T, H, W, 3]`` arrays, split evenly over the prompts.
         images: ``uint8[H, W, 3]`` arrays, split evenly over the prompts.
+        audios: ``float32[samples]`` waveforms at 16 kHz (Omni / Gemma 4 processors), split likewise.
         fps: frame rate written into each video's metadata (Qwen3-VL timestamps).
         order: ``"media-first"`` or ``"text-first"`` (text before the media in the user turn).
+        **processor_kwargs: passed to the processor call (e.g. ``use_token_compression=False``).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    videos, images = list(videos or []), list(images or [])
-    nv, ni = len(videos) // len(prompts), len(images) // len(prompts)
-    if nv * len(prompts) != len(videos) or ni * len(prompts) != len(images):
-        raise ValueError("videos and images must split evenly over the prompts")
+    videos, images, audios = list(videos or []), list(images or []), list(audios or [])
+    nv, ni, na = (len(x) // len(prompts) for x in (videos, images, audios))
+    if nv * len(prompts) != len(videos) or ni * len(prompts) != len(images) or na * len(prompts) != len(audios):
+        raise ValueError("videos, images and audios must split evenly over the prompts")
     texts = []
     for prompt in prompts:
-        media = [{"type": "image"}] * ni + [{"type": "video"}] * nv
+        media = [{"type": "image"}] * ni + [{"type": "video"}] * nv + [{"type": "audio"}] * na
         text = [{"type": "text", "text": prompt}]
         content = media + text if order == "media-first" else text + media
         texts.append(processor.apply_chat_template([{"role": "user", "content": content}],
@@ -110,4 +118,6 @@ def make_inputs(processor, prompts: str | Sequence[str], *, videos: Sequence | N
         kwargs["video_metadata"] = [video_metadata(len(v), fps) for v in videos]
     if images:
         kwargs["images"] = images
-    return processor(text=texts, padding=True, return_tensors="pt", **kwargs)
+    if audios:
+        kwargs["audio"] = audios
+    return processor(text=texts, padding=True, return_tensors="pt", **kwargs, **processor_kwargs)
