@@ -84,8 +84,8 @@ def curvature_note(selection: Selection) -> str | None:
     inner = float(np.median(c[1:-1]))
     if not NOISY_CURVATURE <= inner <= 2 - NOISY_CURVATURE:
         return None
-    return (f"median curvature {inner:.2f}: the frame path turns about as much as random steps would (1.0), so "
-            "these budgets follow noise (e.g. compression), not content; try vcast-robust for steady shots")
+    return (f"median curvature {inner:.2f}: the frame path turns about as much as random steps would (1.0); on a "
+            "steady shot that is noise (e.g. compression), not content, and vcast-robust keeps such clips near uniform")
 
 
 def _display(frames: np.ndarray) -> tuple[np.ndarray, bool]:
