@@ -209,13 +209,15 @@ def test_viz_without_and_with_model(saved, tmp_path) -> None:
     assert "36/72 tokens kept" in result.stdout and (tmp_path / "m.png").stat().st_size > 1000
 
 
-def test_demo_writes_to_a_temporary_directory_by_default_and_says_where(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("args,picture", [([], "keep.png"), (["--stream"], "stream.png")])
+def test_demo_writes_to_a_temporary_directory_by_default_and_says_where(tmp_path, monkeypatch, args,
+                                                                        picture) -> None:
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["demo", *args])
     assert result.exit_code == 0, (result.output, result.exception)
     assert list(tmp_path.iterdir()) == []  # nothing in the current directory
     where = Path(result.stdout.strip().splitlines()[-1].split(" to ")[1].split(" (")[0])
-    assert "pass --out DIR" in result.stdout and (where / "keep.png").is_file()
+    assert "pass --out DIR" in result.stdout and (where / picture).is_file()
     shutil.rmtree(where)
 
 

@@ -427,10 +427,16 @@ def demo(
     """Offline end-to-end tour: a clip from sample photos -> a tiny model (default Qwen3-VL) with pruning ->
     stats, pictures, and what a real Qwen3-VL-8B would save on such a clip. No network, no weights.
     With --stream: the clip fed frame by frame to a live stream, a question mid-stream."""
+    explicit_out = out_dir is not None
+    if out_dir is None:
+        out_dir = Path(tempfile.mkdtemp(prefix="vcast-demo-"))
     if stream:
         from vcast.cli.demo_stream import run_stream_demo
 
-        return run_stream_demo(out_dir, parse_ratio(retain_ratio), DEMO_PROMPT)
+        run_stream_demo(out_dir, parse_ratio(retain_ratio), DEMO_PROMPT)
+        typer.echo(f"wrote the clip and the picture to {out_dir}" + ("" if explicit_out else " (pass --out DIR "
+                   "to choose where)"))
+        return
     from vcast.bench.clips import make_clip
     from vcast.efficiency import compare
     from vcast.errors import InputError
@@ -443,9 +449,6 @@ def demo(
     if model_type not in TINY_MODEL_TYPES:
         raise InputError(f"--model-type must be one of {list(TINY_MODEL_TYPES)}, got {model_type!r}")
     config = make_config(method, retain_ratio=retain_ratio)
-    explicit_out = out_dir is not None
-    if out_dir is None:
-        out_dir = Path(tempfile.mkdtemp(prefix="vcast-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     fps = 4.0
     clip = make_clip("cuts", frames=16, size=(224, 320), seed=0)
