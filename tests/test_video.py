@@ -41,7 +41,10 @@ def test_round_trip_all_frames_and_metadata(clip: str) -> None:
 
 @pytest.mark.parametrize("n, expected", [(1, [0]), (2, [0, 29]), (4, [0, 10, 19, 29]), (7, None), (100, None)])
 def test_num_frames_samples_evenly(clip: str, n: int, expected: list[int] | None) -> None:
-    frames, meta = load_video(clip, num_frames=n)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames, meta = load_video(clip, num_frames=n)
+    assert any("asked for 100 frames" in str(w.message) for w in caught) == (n > 30)
     want = expected or np.floor(np.linspace(0, 29, min(n, 30)) + 0.5).astype(int).tolist()
     assert meta.frames_indices == want
     assert frame_ids(frames) == want  # the decoded pixels really are those frames
@@ -202,3 +205,113 @@ def test_fuzzed_files_decode_or_raise_video_decode_error(tmp_path, ext: str) -> 
         assert frames.dtype == np.uint8 and frames.ndim == 4 and len(frames) == len(meta.frames_indices) >= 1
         outcomes.add("decoded")
     assert outcomes == {"error", "decoded"}  # the fuzzing reached both outcomes
+
+
+def _mkv_with_its_tail_cut(tmp_path, frames: int = 250) -> tuple:
+    from vcast.testing import random_video
+
+    full = write_video(tmp_path / "full.mkv", random_video(frames, 32, 48, seed=1), fps=25)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    return full, cut
+
+
+def test_truncated_mkv_warns_although_it_has_no_frame_count(tmp_path) -> None:
+    # MKV stores no frame count, so the count comes from demuxing what is there: compare with the duration.
+    full, cut = _mkv_with_its_tail_cut(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames, meta = load_video(cut, num_frames=16)
+    messages = [str(w.message) for w in caught]
+    assert any("looks truncated" in m and "cut.mkv" in m and "~250 frames" in m for m in messages), messages
+    assert len(frames) == 16 and 50 < meta.total_num_frames < 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_video(full, num_frames=16)[1].total_num_frames == 250  # the whole file: no warning
+
+
+@pytest.fixture(scope="module")
+def hd_clip(tmp_path_factory) -> str:
+    from vcast.testing import random_video
+
+    return str(write_video(tmp_path_factory.mktemp("hd") / "hd.mp4", random_video(6, 720, 1280, seed=2), fps=5))
+
+
+@pytest.mark.parametrize("kwargs,shape", [({"max_side": 256}, (144, 256)), ({"max_pixels": 100_000}, (237, 422)),
+                                          ({"max_side": 4000}, (720, 1280)), ({}, (720, 1280))])
+def test_resolution_caps_keep_the_aspect_ratio_and_never_upscale(hd_clip, kwargs, shape) -> None:
+    frames, meta = load_video(hd_clip, **kwargs)
+    assert frames.shape == (6, *shape, 3) and (meta.height, meta.width) == shape
+
+
+def test_capped_decode_holds_only_capped_frames_in_memory(hd_clip) -> None:
+    # numpy's allocations are traced: a full 720p frame is 2.7 MB, six capped frames are 0.4 MB in all.
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        frames, _ = load_video(hd_clip, max_side=256)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_500_000 and frames.nbytes == 6 * 144 * 256 * 3
+
+
+def _tiny_types():
+    from vcast.testing import TINY_MODEL_TYPES
+
+    return TINY_MODEL_TYPES
+
+
+@pytest.mark.parametrize("model_type", _tiny_types())
+def test_processor_cap_gives_the_processor_the_same_input(hd_clip, model_type) -> None:
+    # Decoded at the size the processor resizes to: its output shapes (tokens, grid) do not change.
+    from vcast.testing import make_inputs, tiny_model
+
+    _, processor = tiny_model(model_type)
+    full, meta = load_video(hd_clip)
+    capped, capped_meta = load_video(hd_clip, processor=processor)
+    assert capped.shape[1] * capped.shape[2] <= full.shape[1] * full.shape[2]  # no cap where the size is unknown
+    assert abs(capped.shape[2] / capped.shape[1] - 1280 / 720) < 0.05
+    a = make_inputs(processor, "Q?", videos=[full])
+    b = make_inputs(processor, "Q?", videos=[capped])
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    assert torch_equal_or_none(a.get("video_grid_thw"), b.get("video_grid_thw"))
+
+
+def torch_equal_or_none(x, y) -> bool:
+    import torch
+
+    return (x is None and y is None) or torch.equal(x, y)
+
+
+def test_bad_caps_raise(hd_clip) -> None:
+    for kwargs in ({"max_pixels": 0}, {"max_side": -3}, {"max_side": 2.5}):
+        with pytest.raises(InputError, match="positive integer"):
+            load_video(hd_clip, **kwargs)
+
+
+def test_probe_reads_the_header(hd_clip) -> None:
+    from vcast.video import probe
+
+    assert probe(hd_clip) == {"frames": 6, "fps": pytest.approx(5.0), "width": 1280, "height": 720}
+    with pytest.raises(VideoDecodeError, match="no such file"):
+        probe("/no/such/clip.mp4")
+
+
+def test_decoder_threads_are_bounded_for_huge_frames(monkeypatch) -> None:
+    # FFmpeg's frame threads each hold ~3 bytes per pixel: 8K on 16 cores would be ~1.6 GB of buffers.
+    from types import SimpleNamespace
+
+    from vcast import video
+
+    monkeypatch.setattr(video.os, "cpu_count", lambda: 16)
+
+    def stream(w, h):
+        return SimpleNamespace(codec_context=SimpleNamespace(width=w, height=h, thread_count=0), width=w, height=h)
+
+    big, hd = stream(7680, 4320), stream(1920, 1080)
+    video._bound_decode_threads(big)
+    video._bound_decode_threads(hd)
+    assert big.codec_context.thread_count == 2 and video.DECODE_MEMORY_BUDGET >= 2 * 3 * 7680 * 4320
+    assert hd.codec_context.thread_count == 0  # FFmpeg's own choice: the budget allows 43 threads

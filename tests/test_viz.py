@@ -51,9 +51,9 @@ def test_plot_dims_dropped_cells(tmp_path) -> None:
     out = plot_selection(frames, sel, (1, 2), tmp_path / "sub" / "keep.png", labels=["a", "b"], dpi=60)
     img = _png_pixels(out)
     assert out.exists() and img.ndim == 3 and img.shape[0] > 100
-    # Somewhere a bright kept cell and a dark dimmed cell exist.
+    # Somewhere a bright kept cell and a washed-out (grey) dropped cell exist.
     lum = img[..., :3].mean(-1)
-    assert (lum > 0.95).any() and (lum < 0.4).any()
+    assert (lum > 0.95).any() and ((lum > 0.4) & (lum < 0.75)).any()
 
 
 def test_plot_many_frames_shows_a_subset(tmp_path) -> None:
@@ -72,3 +72,46 @@ def test_plot_rejects_mismatches(tmp_path) -> None:
         plot_selection(frames, sel, (1, 3), tmp_path / "x.png")
     with pytest.raises(InputError, match="labels"):
         plot_selection(frames, sel, grid, tmp_path / "x.png", labels=["a"])
+
+
+def test_kept_and_dropped_cells_differ_on_a_dark_scene() -> None:
+    # A night version of a real clip frame (18% brightness): the old black veil left kept and dropped
+    # cells both near black. Now the frame is brightened for display, kept cells keep their colour and
+    # contrast, dropped ones are flat grey (zero chroma, a third of the contrast).
+    from vcast.viz import _composite, _display
+
+    frame = make_clip("cuts", frames=8, size=(64, 96), seed=0).frames[:1]
+    dark = (frame.astype(np.float32) * 0.18).astype(np.uint8)
+    shown, brightened = _display(dark)
+    assert brightened and not _display(frame)[1]
+    keep = np.zeros((2, 3), bool)
+    keep[:, :2] = True  # the left two thirds kept
+    img = _composite(shown[0], keep)
+    kept, dropped = img[:, :64], img[:, 64:]
+    chroma = lambda x: (x.max(-1) - x.min(-1)).mean()  # noqa: E731
+    assert chroma(dropped) == 0 and chroma(kept) > 0.05
+    assert kept.mean() > 0.2  # visible, not near black
+    assert dropped.mean(-1).std() < 0.5 * kept.mean(-1).std()
+
+
+def test_a_one_frame_clip_has_room_for_its_title_and_labels(tmp_path) -> None:
+    frames = make_clip("cuts", frames=8, size=(64, 96), seed=0).frames[:1]
+    sel, grid = pixel_selection(frames, retain_ratio=0.25)
+    dpi = 50
+    img = _png_pixels(plot_selection(frames, sel, grid, tmp_path / "one.png", dpi=dpi,
+                                     title="a long title that must not be cut off at the edges of a narrow figure"))
+    assert img.shape[1] >= 8 * dpi  # was 2.6 inches wide: title and axis labels ran off the edges
+
+
+def test_curvature_note_flags_noise_dominated_curvature() -> None:
+    from vcast.viz import curvature_note
+
+    def sel(curvature):
+        t = len(curvature)
+        return Selection(torch.arange(t), torch.ones(t, dtype=torch.long), torch.tensor(curvature), t, 1)
+
+    rng = np.random.default_rng(0)
+    noisy = [1.0, *(1 - np.cos(rng.uniform(0, np.pi, 30))).tolist(), 1.0]  # random turns: median ~1
+    assert "noise" in curvature_note(sel(noisy))
+    assert curvature_note(sel([1.0, *[0.05] * 30, 1.0])) is None  # a smooth path
+    assert curvature_note(sel([0.0, *[0.0] * 20, 2.0, 0.0])) is None  # robust curvature: mostly 0

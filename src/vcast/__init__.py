@@ -9,11 +9,15 @@ Public surface::
     handle = vcast.apply(model, cfg)                  # prune this model instance at prefill
     with vcast.enabled(model, retain_ratio=0.15): ... # scoped
     s = vcast.stream(model, processor, cfg)           # a live video: add_frames / ask / stats
+    frames, meta = vcast.video.load_video("clip.mp4", num_frames=32, processor=processor)
 """
 
 __version__ = "0.1.0"
 
-from vcast import testing  # noqa: F401  (vcast.testing.tiny_model: offline tiny models)
+from vcast import (
+    testing,  # noqa: F401  (vcast.testing.tiny_model: offline tiny models)
+    video,  # noqa: F401  (vcast.video.load_video: PyAV decoding; av loads on first use)
+)
 from vcast.api import PruneHandle, apply, enabled
 from vcast.config import MethodConfig, VCastConfig
 from vcast.core.selection import Selection

@@ -8,6 +8,7 @@ Every pruning method has a config dataclass deriving from :class:`MethodConfig`;
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -52,6 +53,17 @@ class MethodConfig:
     method: ClassVar[str] = "base"
     # The reproduce= modes this method implements (a subclass lists its own).
     REPRODUCE_MODES: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> MethodConfig:
+        # Runs before the dataclass __init__, so a misspelt option is a ConfigError, not a raw TypeError.
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown or len(args) > len(names):
+            hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, names, 1))
+                     else repr(u) for u in unknown]
+            what = f"unknown option(s) {', '.join(hints)}" if unknown else f"{len(args)} positional values"
+            raise ConfigError(f"{cls.__name__} got {what}; valid options: {names}")
+        return super().__new__(cls)
 
     retain_ratio: float | Literal["auto"] = 0.25
     positions: Literal["original", "compact"] = "original"

@@ -147,3 +147,15 @@ def test_cli_writes_json_and_plot(tmp_path) -> None:
     assert data["targets"] and png.stat().st_size > 10_000
     bad = CliRunner().invoke(app, ["bench", "coverage", "--ratios", "0.5,2"])
     assert bad.exit_code != 0 and "(0, 1]" in str(bad.exception)
+
+
+def test_cli_quick_uses_fewer_clips_and_prints_the_key(tmp_path) -> None:
+    from vcast.cli import app
+    from vcast.cli.bench_coverage import QUICK_SEEDS
+
+    result = CliRunner().invoke(app, [
+        "bench", "coverage", "--quick", "--frames", "8", "--size", "112x112", "--grid", "7x7", "--ratios", "0.5",
+        "--methods", "vcast", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["seeds"] == QUICK_SEEDS  # --json -: stdout is pure JSON
+    assert "needle hit: share of needle clips" in result.stderr  # the table and its key went to stderr

@@ -21,7 +21,7 @@ def test_version() -> None:
 
 
 def test_methods_json_lists_registry() -> None:
-    result = runner.invoke(app, ["methods", "--json"])
+    result = runner.invoke(app, ["methods", "--json", "-"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["name"] for r in rows] == vcast.list_methods()

@@ -35,7 +35,7 @@ def _saved(tmp_path, model_type):
 def test_generate_and_viz_on_a_saved_tiny_model(tmp_path, model_type):
     model_dir, clip = _saved(tmp_path, model_type)
     result = runner.invoke(app, ["generate", "--model", str(model_dir), "--video", str(clip), "--prompt", "What?",
-                                 "--num-frames", "4", "--max-new-tokens", "2", "--retain-ratio", "0.3", "--json"])
+                                 "--num-frames", "4", "--max-new-tokens", "2", "--retain-ratio", "0.3", "--json", "-"])
     assert result.exit_code == 0, (result.output, result.exception)
     data = json.loads(result.stdout)
     assert data["new_tokens"] == 2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from pathlib import Path
 
 import av
 import numpy as np
@@ -56,7 +58,7 @@ def _direct_answer(model, processor, clip, retain_ratio: float | None, frames: i
 def test_generate_json_matches_the_library_pipeline(saved) -> None:
     model_dir, clip, model, processor = saved
     result = _generate(["--model", str(model_dir), "--video", str(clip), "--prompt", "What happens?",
-                        "--num-frames", "6", "--max-new-tokens", "4", "--retain-ratio", "0.3", "--json"])
+                        "--num-frames", "6", "--max-new-tokens", "4", "--retain-ratio", "0.3", "--json", "-"])
     data = json.loads(result.stdout)
     (video,) = data["videos"]
     assert video["frames"] == 3 and video["tokens_per_frame"] == 24  # 6 frames -> 3 temporal patches of 4x6
@@ -70,7 +72,7 @@ def test_generate_json_matches_the_library_pipeline(saved) -> None:
 def test_generate_at_ratio_one_is_the_vanilla_answer(saved) -> None:
     model_dir, clip, model, processor = saved
     result = _generate(["--model", str(model_dir), "--video", str(clip), "--prompt", "What happens?",
-                        "--num-frames", "6", "--max-new-tokens", "4", "--retain-ratio", "1.0", "--json"])
+                        "--num-frames", "6", "--max-new-tokens", "4", "--retain-ratio", "1.0", "--json", "-"])
     data = json.loads(result.stdout)
     assert data["sequence_before"] == data["sequence_after"]
     assert data["answer"] == _direct_answer(model, processor, clip, None)
@@ -82,7 +84,7 @@ def test_generate_short_odd_tiny_and_long_videos(saved, tmp_path, shape) -> None
     t, h, w = shape
     clip = write_video(tmp_path / "v.mp4", random_video(t, h, w, seed=t), fps=8)
     data = json.loads(_generate(["--model", str(model_dir), "--video", str(clip), "--prompt", "x",
-                                 "--num-frames", "256", "--max-new-tokens", "2", "--json"]).stdout)
+                                 "--num-frames", "256", "--max-new-tokens", "2", "--json", "-"]).stdout)
     (video,) = data["videos"]
     assert video["frames"] == -(-t // 2)  # temporal patches of 2 frames; 1 frame is padded to one patch
     assert video["tokens_per_frame"] == max(1, (h // 16) * (w // 16))
@@ -101,9 +103,55 @@ def test_generate_tables(saved) -> None:
 def test_generate_bad_model_paths(saved, tmp_path) -> None:
     _, clip, _, _ = saved
     (tmp_path / "empty_dir").mkdir()
-    for model, message in ((clip, "is a file"), (tmp_path / "empty_dir", "cannot load model")):
+    for model, message in ((clip, "is a file"), (tmp_path / "empty_dir", "cannot load model"),
+                           ("/missing/model", "no such directory"), ("./missing", "no such directory")):
         result = runner.invoke(app, ["generate", "--model", str(model), "--video", str(clip), "--prompt", "x"])
-        assert isinstance(result.exception, InputError) and message in str(result.exception)
+        assert isinstance(result.exception, InputError) and message in str(result.exception), result.exception
+
+
+def test_a_model_directory_that_is_not_a_video_llm_is_refused_before_loading(saved, tmp_path) -> None:
+    from transformers import Qwen2Config
+
+    from vcast.errors import UnsupportedModelError
+
+    _, clip, _, _ = saved
+    Qwen2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, vocab_size=50).save_pretrained(tmp_path)
+    result = runner.invoke(app, ["generate", "--model", str(tmp_path), "--video", str(clip), "--prompt", "x"])
+    assert isinstance(result.exception, UnsupportedModelError)
+    assert "'qwen2' model" in str(result.exception) and "qwen3_vl" in str(result.exception)
+
+
+def test_a_device_this_torch_cannot_use_is_a_vcast_error(saved, monkeypatch) -> None:
+    import torch
+
+    model_dir, clip, _, _ = saved
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("cuda", "cuda"), ("cuda:3", "cuda"), ("gpu0", "not a torch device")):
+        result = runner.invoke(app, ["generate", "--model", str(model_dir), "--video", str(clip), "--prompt", "x",
+                                     "--device", device])
+        assert isinstance(result.exception, InputError) and message in str(result.exception), result.exception
+    if not torch.backends.cuda.is_built():  # this CPU-only torch: the message says so
+        result = runner.invoke(app, ["generate", "--model", str(model_dir), "--video", str(clip), "--prompt", "x",
+                                     "--device", "cuda"])
+        assert "CPU-only build" in str(result.exception)
+
+
+def test_generate_warns_when_asked_for_more_frames_than_the_file_has(saved) -> None:
+    model_dir, clip, _, _ = saved  # a 10-frame clip
+    with pytest.warns(UserWarning, match="asked for 1000 frames but video .* has 10"):
+        _generate(["--model", str(model_dir), "--video", str(clip), "--prompt", "x", "--num-frames", "1000",
+                   "--max-new-tokens", "1", "--json", "-"])
+
+
+def test_generate_json_to_a_file_and_caps_on_the_decoded_size(saved, tmp_path) -> None:
+    model_dir, _, _, _ = saved
+    clip = write_video(tmp_path / "big.mp4", random_video(4, 240, 320, seed=5), fps=4)
+    out = tmp_path / "out" / "g.json"
+    result = _generate(["--model", str(model_dir), "--video", str(clip), "--prompt", "x", "--num-frames", "4",
+                        "--max-new-tokens", "1", "--max-side", "96", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["frame_size"] == [72, 96] and "answer:" in result.stdout  # a file: the tables still print
+    assert "decoded big.mp4 at 96x72 (stored 320x240" in result.stderr
 
 
 def _zero_frame(path) -> None:
@@ -161,8 +209,20 @@ def test_viz_without_and_with_model(saved, tmp_path) -> None:
     assert "36/72 tokens kept" in result.stdout and (tmp_path / "m.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("args,picture", [([], "keep.png"), (["--stream"], "stream.png")])
+def test_demo_writes_to_a_temporary_directory_by_default_and_says_where(tmp_path, monkeypatch, args,
+                                                                        picture) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo", *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert list(tmp_path.iterdir()) == []  # nothing in the current directory
+    where = Path(result.stdout.strip().splitlines()[-1].split(" to ")[1].split(" (")[0])
+    assert "pass --out DIR" in result.stdout and (where / picture).is_file()
+    shutil.rmtree(where)
+
+
 def test_demo_runs_offline_and_reports(tmp_path) -> None:
-    result = runner.invoke(app, ["demo", "--out-dir", str(tmp_path)])
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, (result.output, result.exception)
     out = result.stdout
     assert "2240" in out and "560" in out  # tiny model: 8 temporal patches x 280 tokens, 25% kept

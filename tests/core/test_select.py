@@ -232,3 +232,60 @@ def test_non_finite_features_raise(value: float) -> None:
     x[2, 3, 1] = value
     with pytest.raises(InputError, match="NaN or inf"):
         vcast.select_tokens(x)
+
+
+def test_unknown_constructor_option_is_a_config_error_with_a_hint() -> None:
+    with pytest.raises(ConfigError, match=r"'retain' \(did you mean 'retain_ratio'\?\)"):
+        vcast.VCastConfig(retain=0.3)
+    with pytest.raises(ConfigError, match="positional"):
+        vcast.VCastConfig(*range(20))
+
+
+CONFIGS = [{}, {"curvature": "robust"}, {"token_curvature_weight": 0.5}, {"retain_ratio": "auto"}]
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS)
+@pytest.mark.parametrize("scale", [2.0**70, 1e30, 1e20, 1e-20, 1e-30, 2.0**-80])
+def test_selection_does_not_depend_on_the_feature_scale(kwargs, scale) -> None:
+    # Squared norms of 1e20 features overflow fp32 and those of 1e-20 underflow: both used to move budgets.
+    x = _features(12, 49, 96, 7)
+    ref = vcast.select_tokens(x, **kwargs)
+    got = vcast.select_tokens(x * scale, **kwargs)
+    assert torch.equal(got.frame_budget, ref.frame_budget)
+    assert torch.equal(got.keep_index, ref.keep_index)
+    unchecked = vcast.select_tokens(x * scale, check_finite_features=False, **kwargs)
+    assert torch.equal(unchecked.frame_budget, ref.frame_budget)  # budgets need no sync to be right
+
+
+def test_frame_directions_are_bit_identical_to_normalize_on_ordinary_means() -> None:
+    from vcast.core.select import frame_directions
+
+    means = torch.randn(64, 3584) * torch.rand(64, 1) * 10
+    assert torch.equal(frame_directions(means), torch.nn.functional.normalize(means, dim=-1, eps=1e-6))
+    assert torch.equal(frame_directions(torch.zeros(2, 5)), torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS)
+def test_nan_features_unchecked_still_give_a_selection_of_the_configured_size(kwargs) -> None:
+    x = _features(10, 20, 8, 3)
+    x[3, 5, 2] = float("nan")
+    x[7] = float("inf")
+    sel = vcast.select_tokens(x, check_finite_features=False, **kwargs)  # used to die: "index -1 is out of bounds"
+    assert int(sel.frame_budget.sum()) == sel.num_kept == sel.keep_index.unique().numel()
+    assert bool((sel.frame_budget >= 1).all()) and int(sel.keep_index.max()) < 200
+    if kwargs.get("retain_ratio") != "auto":
+        assert sel.num_kept == round(200 * 0.25)
+
+
+def test_min_tokens_per_frame_at_or_above_n_warns_that_nothing_is_pruned() -> None:
+    x = _features(4, 9, 8, 1)
+    with pytest.warns(UserWarning, match="nothing is pruned"):
+        sel = vcast.select_tokens(x, min_tokens_per_frame=12)
+    assert sel.num_kept == 36
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vcast.select_tokens(x, min_tokens_per_frame=8)  # below N: a floor, no warning
+        vcast.select_tokens(x[:, :1], min_tokens_per_frame=1)  # the default floor on N = 1
+        vcast.select_tokens(x, min_tokens_per_frame=12, retain_ratio=1.0)  # keeping all was asked for

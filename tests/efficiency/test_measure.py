@@ -119,3 +119,25 @@ def test_cli_writes_the_json_schema_and_plot(tmp_path):
     )
     assert set(row) >= ANALYTIC_KEYS and row["ratio"] == 0.25
     assert png.stat().st_size > 10_000
+
+
+def test_measure_several_clips_on_one_model_with_the_cpu_clock():
+    rows = measure(TINY, ratios=(0.5,), modes=("post",), repeats=1, clips=[(2, 64), (4, 128)])
+    assert [(r["frames"], r["size"]) for r in rows] == [(2, 64), (4, 128)]
+    assert rows[0]["visual_tokens"] < rows[1]["visual_tokens"]
+    assert all(r["clock"] == "cpu" and r["prefill_latency_ratio"] > 0 for r in rows)
+    with pytest.raises(ConfigError, match="clock"):
+        measure(TINY, clock="sundial")
+
+
+def test_crossover_summary_finds_where_pruning_starts_to_pay():
+    from vcast.cli.bench_efficiency import crossover_summary
+
+    def row(tokens, ratio):
+        return {"mode": "post", "visual_tokens": tokens, "prefill_latency_ratio": ratio, "ratio": 0.25}
+
+    rows = [row(4, 0.99), row(16, 0.97), row(49, 0.9), row(196, 0.75), {**row(196, 0.4), "mode": "early"}]
+    assert crossover_summary(rows) == {"pays_from_tokens": 49, "no_saving_up_to_tokens": 16, "ratio": 0.25,
+                                       "threshold": 0.95}
+    assert crossover_summary([row(4, 0.9)])["no_saving_up_to_tokens"] is None
+    assert crossover_summary([row(4, 1.01)])["pays_from_tokens"] is None

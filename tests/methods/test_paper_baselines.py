@@ -38,6 +38,7 @@ def test_vidcom2_scores_match_the_official_formulation() -> None:
 
 
 def test_vidcom2_gives_distinctive_frames_more_and_keeps_distinctive_tokens() -> None:
+    torch.manual_seed(0)  # unseeded, the outcome depended on the tests run before (fails for 12 of 200 seeds)
     base = torch.randn(1, 40, 16)
     x = base + 0.05 * torch.randn(8, 40, 16)
     x[5] = torch.randn(40, 16) * 2  # the odd one out

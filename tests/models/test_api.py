@@ -40,24 +40,60 @@ def test_remove_restores_vanilla_and_other_instances_stay_vanilla():
     assert torch.equal(model(**inputs).logits, ref)
 
 
-def test_apply_twice_replaces_and_enabled_restores_previous():
+def test_apply_twice_warns_stacks_and_remove_restores_the_first():
     model, processor = tiny("qwen2_vl")
     inputs = _inputs(processor)
     first = vcast.apply(model, retain_ratio=0.5)
-    second = vcast.apply(model, retain_ratio=0.25)
+    with pytest.warns(UserWarning, match="already prunes"):
+        second = vcast.apply(model, retain_ratio=0.25)
     try:
-        assert not first.active and second.active
+        assert not first.active and second.active and "suspended" in repr(first)
         assert len(model.model._forward_pre_hooks) == 1
         model(**inputs)
         assert second.stats["videos"][0]["ratio_used"] == pytest.approx(0.25, abs=0.02)
-        with vcast.enabled(model, method="uniform", retain_ratio=0.5) as scoped:
+        with vcast.enabled(model, method="uniform", retain_ratio=0.5) as scoped:  # nesting: no warning
             assert scoped.active and not second.active
             model(**inputs)
             assert scoped.stats["method"] == "uniform"
         assert second.active and len(model.model._forward_pre_hooks) == 1
     finally:
         second.remove()
+    assert first.active and len(model.model._forward_pre_hooks) == 1  # as nested enabled() does
+    model(**inputs)
+    assert first.stats["videos"][0]["ratio_used"] == pytest.approx(0.5, abs=0.02)
+    first.remove()
     assert _is_vanilla(model)
+
+
+def test_removing_a_suspended_handle_keeps_it_from_coming_back():
+    model, processor = tiny("qwen2_vl")
+    first = vcast.apply(model, retain_ratio=0.5)
+    with pytest.warns(UserWarning):
+        second = vcast.apply(model, retain_ratio=0.25)
+    with pytest.raises(InputError, match="suspended"), first:  # entering a suspended handle
+        pass
+    assert second.active and not first.active
+    first.remove()
+    assert second.active and first.removed and "removed" in repr(first)
+    second.remove()
+    assert _is_vanilla(model)
+
+
+def test_removed_handle_keeps_its_last_stats_and_with_installs_it_again():
+    model, processor = tiny("qwen2_vl")
+    inputs = _inputs(processor)
+    ref = model(**inputs).logits
+    handle = vcast.apply(model, retain_ratio=0.5)
+    model(**inputs)
+    kept = handle.stats["video_tokens_after"]
+    handle.remove()
+    assert handle.removed and handle.stats["video_tokens_after"] == kept  # the record of what it pruned
+    assert torch.equal(model(**inputs).logits, ref)  # ... while the model runs vanilla
+    with handle as again:  # entering a removed handle installs it for the block, with fresh stats
+        assert again is handle and handle.active and handle.stats == {}
+        assert model(**inputs).logits.shape[1] < ref.shape[1]
+        assert handle.stats["video_tokens_after"] == kept
+    assert _is_vanilla(model) and handle.removed
 
 
 def test_handle_is_a_context_manager_and_cleans_up_on_error():

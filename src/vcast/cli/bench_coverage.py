@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from vcast.cli.app import bench_app
+from vcast.cli.output import JSON_HELP
 from vcast.errors import ConfigError
 
 COLUMNS = [
@@ -21,6 +20,14 @@ COLUMNS = [
     ("shake_share", "shake share"),
     ("ratio_used", "ratio used"),
 ]
+
+# The key printed under the table (the metrics are defined exactly in vcast.bench.coverage).
+KEY = ("needle hit: share of needle clips where a kept token lies on the one-frame insert; needle recall: "
+       "share of the insert's tokens kept; event recall: share of a sliding object's tokens kept over all "
+       "frames; cut share / shake share: tokens kept on the first frame of each new shot / on shaken frames, "
+       "relative to an average frame (1.0 = average: cuts deserve more, shake no more); ratio used: share of "
+       "all tokens kept. Higher is better except shake share; '-': the method could not run.")
+QUICK_SEEDS = 4
 
 
 # V-CAST rows stand out: the paper in black, the robust curvature and its extensions in red.
@@ -114,21 +121,21 @@ def plot_rows(rows: list[dict[str, Any]], path: Path) -> None:
 def coverage(
     ratios: str = typer.Option("0.5,0.25,0.15,0.1", "--ratios", help="Comma-separated retain ratios."),
     methods: str = typer.Option("", "--methods", help="Comma-separated methods/variants (default: all)."),
-    seeds: int = typer.Option(32, "--seeds", min=1, help="Clips per kind."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help=f"Clips per kind (default 32, --quick {QUICK_SEEDS})."),
+    quick: bool = typer.Option(False, "--quick", help=f"{QUICK_SEEDS} clips per kind instead of 32: about 40 s on "
+                               "2 CPU cores (measured); the full run takes about 8 times as long."),
     first_seed: int = typer.Option(0, "--first-seed", min=0, help="Seed of the first clip (held-out runs)."),
     frames: int = typer.Option(16, "--frames", min=8, help="Frames per clip."),
     size: str = typer.Option("224x224", "--size", help="Frame size HxW in pixels."),
     grid: str = typer.Option("14x14", "--grid", help="Token grid hxw per frame."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the table and targets as JSON."),
+    json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of each metric vs ratio."),
     reproduce: str | None = typer.Option(
         None, "--reproduce", help="authors or vllm: each method with that reproduce= mode (or those in "
         "--methods) twice, vcast's default and as the published code runs it (rows name[mode])."),
 ) -> None:
     """Coverage of needles, events, cuts and shake by every method on clips built from real photos."""
-    from rich.console import Console
     from rich.markup import escape
-    from rich.progress import Progress
     from rich.table import Table
 
     from vcast.bench.clips import CLIP_KINDS
@@ -139,13 +146,15 @@ def coverage(
         reproduce_variants,
         run_coverage,
     )
+    from vcast.cli.output import console, to_stdout, write_json
+    from vcast.cli.output import progress as progress_bar
 
     ratio_list = _floats(ratios, "--ratios")
+    seeds = seeds if seeds is not None else (QUICK_SEEDS if quick else 32)
     names = [m.strip() for m in methods.split(",") if m.strip()] or None
     variants = default_variants(names) if reproduce is None else reproduce_variants(reproduce, names)
     hw, hw_grid = _pair(size, "--size"), _pair(grid, "--grid")
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("building clips", total=None)
         suite = build_suite(seeds=seeds, frames=frames, size=hw, grid=hw_grid, first_seed=first_seed)
         runs = sum(1 if v.fixed_ratio else len(ratio_list) for v in variants)
@@ -157,7 +166,8 @@ def coverage(
         rows = run_coverage(variants, suite, ratio_list, progress=step)
     targets = check_targets(rows)
 
-    table = Table(title=f"coverage: {seeds} clips x {len(CLIP_KINDS)} kinds, {frames} frames, grid {grid}")
+    table = Table(title=f"coverage: {seeds} clips x {len(CLIP_KINDS)} kinds, {frames} frames, grid {grid}",
+                  caption=KEY, caption_justify="left")
     table.add_column("method", no_wrap=True)
     table.add_column("ratio", justify="right")
     for _, label in COLUMNS:
@@ -172,10 +182,11 @@ def coverage(
             table.add_row(escape(row["method"]), str(row["ratio"]), "[dim]published code cannot run here[/dim]")
             continue
         table.add_row(escape(row["method"]), str(row["ratio"]), *[_cell(row[k]) for k, _ in COLUMNS])
-    out = Console(width=None if sys.stdout.isatty() else 150)
+    out = console(stderr=to_stdout(json_path))
     out.print(table)
     if targets:
-        t = Table(title="vcast-robust targets")
+        t = Table(title="vcast-robust targets", caption="value +- standard error over clips; the targets are "
+                  "the robust curvature's design goals (BENCHMARKS.md)", caption_justify="left")
         for col in ("ratio", "metric", "value", "target", "met"):
             t.add_column(col)
         for c in targets:
@@ -185,7 +196,7 @@ def coverage(
     if json_path is not None:
         payload = {"seeds": seeds, "first_seed": first_seed, "frames": frames, "size": list(hw), "grid": list(hw_grid),
                    "ratios": ratio_list, "reproduce": reproduce, "rows": rows, "targets": targets}
-        json_path.write_text(json.dumps(_json_safe(payload), indent=2))
+        write_json(json_path, _json_safe(payload))
     if plot is not None:
         plot_rows(rows, plot)
     if failed:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import typer
 
 from vcast.cli.app import bench_app
 from vcast.cli.bench_coverage import _floats, _json_safe
+from vcast.cli.output import JSON_HELP
 from vcast.errors import ConfigError
 
 PARTS = ("coverage", "accuracy", "latency", "memory")
@@ -31,17 +31,17 @@ def stream_bench(
     frames: int = typer.Option(None, "--frames", min=100, help="Frames of the memory stream (default 2000, quick 400)."),
     cap: int = typer.Option(None, "--cap", min=16, help="max_video_tokens of the memory stream (default 256, quick 64)."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (timings are ratios in one run)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write every result as JSON."),
+    json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of coverage, accuracy, latency and memory."),
 ) -> None:
     """Causal V-CAST on a live stream vs offline V-CAST and uniform at the same token counts; add_frames
     latency vs re-prefilling everything seen; memory of a long capped stream."""
     import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from vcast.bench import stream as bench
+    from vcast.cli.output import console, to_stdout, write_json
+    from vcast.cli.output import progress as progress_bar
 
     chosen = [p.strip() for p in parts.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PARTS))
@@ -57,11 +57,9 @@ def stream_bench(
     cap = cap or (64 if quick else 256)
     checkpoints = (64, 256) if quick else (64, 256, 1024)
     result: dict = {"quick": quick, "threads": threads, "ratios": ratio_list, "command": " ".join(["vcast", *sys.argv[1:]])}
-    console = Console(stderr=True)
-    out = Console(width=None if sys.stdout.isatty() else 150)
+    out = console(stderr=to_stdout(json_path))
     model = processor = None
-    with torch.no_grad(), Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                                   console=console, transient=True) as progress:
+    with torch.no_grad(), progress_bar() as progress:
         task = progress.add_task("stream benchmark", total=None)
 
         def step(label: str) -> None:
@@ -124,7 +122,6 @@ def stream_bench(
                   f"grew {m['rss_growth_after_warmup_mb']} MiB after frame {m['warmup_frames']} "
                   f"({m['samples'][0]['rss_mb']:.0f} MiB at frame {m['samples'][0]['frames']}, "
                   f"{m['samples'][-1]['rss_mb']:.0f} MiB at the end); {m['evicted']} tokens evicted")
-    if json_path is not None:
-        json_path.write_text(json.dumps(_json_safe(result), indent=1) + "\n")
+    write_json(json_path, _json_safe(result), indent=1)
     if plot is not None:
         bench.plot(result, plot)

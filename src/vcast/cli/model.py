@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from vcast.cli.app import app
+from vcast.cli.output import JSON_HELP
 
 DEMO_PROMPT = "What happens in this video?"
 FLOPS_MODEL = "qwen3-vl-8b"
@@ -71,23 +72,71 @@ def load_processor(source: str, local_files_only: bool, model_type: str):
     )
 
 
-def load_model(path: str, device: str = "auto", dtype: str = "auto"):
-    """``(model, processor)`` from a local directory (``local_files_only``: never a download) or, if
-    ``path`` is not a directory, a hub id (needs network). Failures raise :class:`~vcast.errors.InputError`."""
+def check_device(device: str) -> str:
+    """The torch device for ``--device`` (``auto``: CUDA when available, else CPU); a device this
+    torch build or machine cannot use raises :class:`~vcast.errors.InputError` before anything loads."""
     import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
 
     from vcast.errors import InputError
 
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise InputError(f"--device {device}: this torch ({torch.__version__}) is a CPU-only build; install a "
+                             "CUDA build of torch (https://pytorch.org/get-started/locally/) or use --device cpu")
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: torch sees no CUDA GPU on this machine (check the driver and "
+                             "CUDA_VISIBLE_DEVICES), or use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available in this torch build or on this machine")
+    return device
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """True for what can only be a local path (absolute, ``./``, ``../``, ``~``, or more than one
+    ``/``); hub ids are ``name`` or ``owner/name``."""
+    return text.startswith(("/", "./", "../", "~", ".\\")) or Path(text).is_absolute() or text.count("/") > 1
+
+
+def load_model(path: str, device: str = "auto", dtype: str = "auto"):
+    """``(model, processor)`` from a local directory (``local_files_only``: never a download) or, if
+    ``path`` is not a directory, a hub id (needs network). Failures raise :class:`~vcast.errors.InputError`
+    (a model vcast cannot prune: :class:`~vcast.errors.UnsupportedModelError`), before the weights load."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from vcast.errors import InputError, UnsupportedModelError
+    from vcast.models import supported_model_types
+
+    device = check_device(device)
     local = Path(path).expanduser()
     if local.exists() and not local.is_dir():
         raise InputError(f"--model {path!r} is a file; pass the model directory (with config.json) or a hub id")
+    if not local.exists() and _looks_like_a_path(path):
+        raise InputError(f"--model {path!r}: no such directory (a local model is a directory with config.json; "
+                         "a hub id looks like Qwen/Qwen3-VL-8B-Instruct)")
     is_dir = local.is_dir()
     source = str(local) if is_dir else path
     if dtype not in ("auto", "float32", "float16", "bfloat16"):
         raise InputError(f"--dtype must be auto, float32, float16 or bfloat16, got {dtype!r}")
+    where = "the directory" if is_dir else "the hub (no such local directory, so it was read as a hub id)"
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=is_dir)
+    except (OSError, ValueError, ImportError, KeyError) as err:
+        raise InputError(f"cannot load model {path!r} from {where}: {str(err).splitlines()[0]}") from None
+    if config.model_type not in supported_model_types():
+        arch = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
+        raise UnsupportedModelError(
+            f"--model {path!r} is a {config.model_type!r} model ({arch}), not a Video LLM vcast can prune; "
+            f"supported model types: {supported_model_types()}")
+    try:
         processor = load_processor(source, is_dir, config.model_type)
         model_cls = AutoModelForImageTextToText
         if config.model_type in OMNI_TYPES:  # the whole Qwen-Omni model (thinker + talker): its own class
@@ -99,11 +148,26 @@ def load_model(path: str, device: str = "auto", dtype: str = "auto"):
         if getattr(model, "has_talker", False):
             model.disable_talker()  # text answers: the talker would read the unpruned prompt's hidden states
     except (OSError, ValueError, ImportError, KeyError) as err:
-        where = "the directory" if is_dir else "the hub (no such local directory, so it was read as a hub id)"
         raise InputError(f"cannot load model {path!r} from {where}: {str(err).splitlines()[0]}") from None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), processor
+
+
+def load_capped_video(video: Path, num_frames: int, processor=None, max_pixels: int | None = None,
+                      max_side: int | None = None, *, default_cap: str | None = None, quiet: bool = False):
+    """:func:`vcast.video.load_video` with the CLI's resolution caps (the processor's size unless
+    ``max_pixels`` / ``max_side`` say less); says on stderr when the frames were decoded smaller."""
+    from vcast.video import load_video, probe
+
+    stored = probe(video)
+    frames, metadata = load_video(video, num_frames=num_frames, processor=processor, max_pixels=max_pixels,
+                                  max_side=max_side)
+    if not quiet and (frames.shape[2], frames.shape[1]) != (stored["width"], stored["height"]):
+        why = "the model's processor size" if processor is not None else default_cap or "--max-pixels / --max-side"
+        if processor is not None and (max_pixels is not None or max_side is not None):
+            why += " and --max-pixels / --max-side"
+        typer.echo(f"note: decoded {video.name} at {frames.shape[2]}x{frames.shape[1]} (stored "
+                   f"{stored['width']}x{stored['height']}; capped to {why})", err=True)
+    return frames, metadata
 
 
 def build_inputs(processor, prompt: str, frames, metadata):
@@ -191,16 +255,19 @@ def run_pruned(model, processor, inputs, config, max_new_tokens: int = 32) -> di
 
 
 def _print_report(result: dict[str, Any], method: str, ratio: float | str) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from vcast.cli.output import console
 
     typer.echo(f"answer: {result['answer']!r}")
     table = Table("video", "time steps", "tokens/step", "tokens before", "kept", "ratio",
-                  title=f"{method}, retain ratio {_ratio_text(ratio)}", title_justify="left")
+                  title=f"{method}, retain ratio {_ratio_text(ratio)}", title_justify="left",
+                  caption="time step: a frame, or a temporal patch of frames (2 for Qwen-VL); tokens/step: video "
+                  "tokens per time step after the merger; ratio: kept / before", caption_justify="left")
     for i, v in enumerate(result["videos"]):
         table.add_row(str(i), str(v["frames"]), str(v["tokens_per_frame"]), str(v["tokens_before"]),
                       str(v["tokens_kept"]), f"{v['ratio_used']:.3f}")
-    Console(highlight=False).print(table)
+    console().print(table)
     for i, v in enumerate(result["videos"]):
         typer.echo(f"video {i} kept per time step: {v['kept_per_frame']}")
     typer.echo(f"prefill: {result['sequence_before']} -> {result['sequence_after']} tokens into the LLM, "
@@ -219,26 +286,37 @@ def generate(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens to generate."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16 or bfloat16."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    max_pixels: int = typer.Option(None, "--max-pixels", help="Cap on pixels per decoded frame "
+                                   "(default: the model's processor size)."),
+    max_side: int = typer.Option(None, "--max-side", help="Cap on the longer side of decoded frames, in pixels."),
+    json_path: str = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
 ) -> None:
-    """Answer a question about a video with a pruned model; print the answer and the pruning stats."""
+    """Answer a question about a video with a pruned model; print the answer and the pruning stats.
+
+    Frames are decoded at the size the model's processor uses (never larger), so memory follows
+    the model, not the file.
+    """
+    from vcast.cli.output import to_stdout, write_json
     from vcast.errors import InputError
     from vcast.methods import make_config
-    from vcast.video import load_video
+    from vcast.video import probe
 
     if max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     retain_ratio = parse_ratio(retain_ratio)
     config = make_config(method, retain_ratio=retain_ratio)
-    frames, metadata = load_video(video, num_frames=num_frames)
+    probe(video)  # a broken file fails before the model loads
     model, processor = load_model(model_path, device, dtype)
+    frames, metadata = load_capped_video(video, num_frames, processor, max_pixels, max_side)
     result = run_pruned(model, processor, build_inputs(processor, prompt, frames, metadata), config, max_new_tokens)
-    if as_json:
+    if json_path is not None:
         payload = {k: v for k, v in result.items() if k != "selections"}
         payload |= {"model": model_path, "video": str(video), "method": method, "retain_ratio": retain_ratio,
-                    "frames_indices": metadata.frames_indices}
-        typer.echo(json.dumps(payload, indent=2))
-        return
+                    "frames_indices": metadata.frames_indices, "frame_size": [int(frames.shape[1]),
+                                                                            int(frames.shape[2])]}
+        write_json(json_path, payload)
+        if to_stdout(json_path):
+            return
     _print_report(result, method, retain_ratio)
 
 
@@ -286,24 +364,33 @@ def viz(
     num_frames: int = typer.Option(16, "--num-frames", help="Frames sampled evenly from the video."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ... (with --model)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16 or bfloat16 (with --model)."),
+    max_pixels: int = typer.Option(None, "--max-pixels", help="Cap on pixels per decoded frame "
+                                   "(default: the model's processor size, or 1024 px sides without --model)."),
+    max_side: int = typer.Option(None, "--max-side", help="Cap on the longer side of decoded frames, in pixels."),
 ) -> None:
     """Draw which tokens survive: sampled frames with dropped tokens dimmed, curvature and budget curves.
 
     Without --model the tokens are the coverage benchmark's pixel features on a 32-pixel grid (the
-    token size of Qwen-VL); with --model they are the model's own video tokens after its merger.
+    token size of Qwen-VL, at most 32 x 32 tokens, so frames are decoded at most 1024 px wide); with
+    --model they are the model's own video tokens after its merger, decoded at its processor's size.
     """
     from vcast.methods import make_config
-    from vcast.video import load_video
-    from vcast.viz import pixel_selection, plot_selection
+    from vcast.video import probe
+    from vcast.viz import PIXEL_GRID_MAX_SIDE, pixel_selection, plot_selection
 
     retain_ratio = parse_ratio(retain_ratio)
     config = make_config(method, retain_ratio=retain_ratio)
-    frames, metadata = load_video(video, num_frames=num_frames)
     if model_path is None:
+        frames, metadata = load_capped_video(
+            video, num_frames, None, max_pixels, PIXEL_GRID_MAX_SIDE if max_side is None else max_side,
+            default_cap=None if max_side is not None else f"{PIXEL_GRID_MAX_SIDE} px, the pixel-feature grid's "
+            "largest useful size")
         sel, grid = pixel_selection(frames, retain_ratio, method)
         shown, step, source = frames, 1, "pixel-feature"
     else:
+        probe(video)  # a broken file fails before the model loads
         model, processor = load_model(model_path, device, dtype)
+        frames, metadata = load_capped_video(video, num_frames, processor, max_pixels, max_side)
         inputs = build_inputs(processor, "Describe the video.", frames, metadata)
         result = run_pruned(model, processor, inputs, config, max_new_tokens=1)
         sel = _only_selection(result)
@@ -329,7 +416,8 @@ def _tflops(x: float) -> str:
 
 @app.command("demo")
 def demo(
-    out_dir: Path = typer.Option(Path("vcast-demo"), "--out-dir", help="Where the clip and the PNGs go."),
+    out_dir: Path = typer.Option(None, "--out", "--out-dir", help="Directory for the clip and the PNGs "
+                                 "(default: a new temporary directory, printed at the end)."),
     retain_ratio: str = typer.Option("0.25", "--retain-ratio", help=RATIO_HELP),
     method: str = typer.Option("vcast", "--method", help="Pruning method (see `vcast methods`)."),
     stream: bool = typer.Option(False, "--stream", help="Play the clip into vcast.stream frame by frame instead."),
@@ -339,10 +427,16 @@ def demo(
     """Offline end-to-end tour: a clip from sample photos -> a tiny model (default Qwen3-VL) with pruning ->
     stats, pictures, and what a real Qwen3-VL-8B would save on such a clip. No network, no weights.
     With --stream: the clip fed frame by frame to a live stream, a question mid-stream."""
+    explicit_out = out_dir is not None
+    if out_dir is None:
+        out_dir = Path(tempfile.mkdtemp(prefix="vcast-demo-"))
     if stream:
         from vcast.cli.demo_stream import run_stream_demo
 
-        return run_stream_demo(out_dir, parse_ratio(retain_ratio), DEMO_PROMPT)
+        run_stream_demo(out_dir, parse_ratio(retain_ratio), DEMO_PROMPT)
+        typer.echo(f"wrote the clip and the picture to {out_dir}" + ("" if explicit_out else " (pass --out DIR "
+                   "to choose where)"))
+        return
     from vcast.bench.clips import make_clip
     from vcast.efficiency import compare
     from vcast.errors import InputError
@@ -402,3 +496,5 @@ def demo(
                f"{_tflops(v['total_flops'])} -> {_tflops(r['total_flops'])}, saves "
                f"{_tflops(v['total_flops'] - r['total_flops'])} ({1 - r['total_prefill_flops_ratio']:.0%}); "
                f"LLM prefill -{1 - r['llm_prefill_flops_ratio']:.0%}, KV cache -{1 - r['kv_cache_ratio']:.0%}")
+    typer.echo(f"wrote the clip and both pictures to {out_dir}" + ("" if explicit_out else " (pass --out DIR to "
+               "choose where)"))

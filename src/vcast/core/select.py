@@ -11,6 +11,7 @@ kept counts (the output length depends on the data).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -62,6 +63,17 @@ def dual_anchor_scores(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         x: ``FloatTensor[T, N, D]`` tokens.
         r: ``FloatTensor[T, D]`` L2-normalised frame means.
     """
+    return _dual_anchor(x, r)[0]
+
+
+# Token norms below this are too small for fp32 squares (|x_i| < ~1e-19 underflows): rescale first.
+_TINY_NORM = 2.0**-50
+
+
+def _dual_anchor(x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`dual_anchor_scores` and a 0-dim bool tensor: True when fp32 could not hold the
+    squared token norms (overflow past ~1e19, underflow under ~1e-15), so the scores need
+    :func:`_rescaled` features."""
     norms = torch.linalg.vector_norm(x, dim=-1)
     # [T,1,D] @ [T,D,N]: a row-times-matrix product streams x once (x @ r as a column is ~5x slower on CPU).
     dots = torch.bmm(r.unsqueeze(1), x.transpose(1, 2)).squeeze(1)
@@ -69,7 +81,33 @@ def dual_anchor_scores(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     cos = dots / torch.sqrt(torch.clamp_min(norms * norms * r_sq, EPS * EPS))
     lo = norms.amin(dim=1, keepdim=True)
     hi = norms.amax(dim=1, keepdim=True)
-    return (1.0 - cos) + (norms - lo) / (hi - lo + 1e-6)
+    scores = (1.0 - cos) + (norms - lo) / (hi - lo + 1e-6)
+    unsafe = ~torch.isfinite(hi).all() | ~torch.isfinite(norms * norms).all() | (hi < _TINY_NORM).any()
+    return scores, unsafe
+
+
+def _power_of_two_scale(amax: torch.Tensor) -> torch.Tensor:
+    """``2**-e`` with ``amax * 2**-e`` in [0.5, 1): an exact rescaling factor (``1`` where amax is 0)."""
+    exponent = torch.frexp(amax.clamp_min(torch.finfo(amax.dtype).tiny)).exponent
+    return torch.ldexp(torch.ones_like(amax), -exponent)
+
+
+def frame_directions(means: torch.Tensor) -> torch.Tensor:
+    """L2-normalised frame means ``FloatTensor[T, D]``, the same for ``means`` at any scale.
+
+    Each row is first multiplied by a power of two that brings its largest entry into [0.5, 1);
+    that is exact in floating point, so for ordinary means the result is bit for bit
+    ``F.normalize(means, eps=1e-6)``, while means near 1e30 (squares overflow) or 1e-30 (squares
+    underflow, or the norm falls under the eps) keep their true direction. All-zero rows stay 0.
+    """
+    scale = _power_of_two_scale(means.abs().amax(dim=-1, keepdim=True))
+    return F.normalize(means * scale, dim=-1, eps=EPS)
+
+
+def _rescaled(x: torch.Tensor) -> torch.Tensor:
+    """``x[T, N, D]`` with each frame multiplied by a power of two so its largest entry is in
+    [0.5, 1): the slow path of :func:`select_tokens` for features at extreme scales (rare)."""
+    return x * _power_of_two_scale(x.abs().amax(dim=(1, 2), keepdim=True))
 
 
 def frame_ranks(scores: torch.Tensor) -> torch.Tensor:
@@ -98,7 +136,7 @@ def auto_ratio(r: torch.Tensor, layout: BatchLayout, min_ratio: float, max_ratio
         layout: the batch layout.
         min_ratio, max_ratio: the range.
     """
-    motion = trajectory_motion(r, layout)
+    motion = torch.nan_to_num(trajectory_motion(r, layout), nan=0.0)  # NaN only with unchecked features
     return (min_ratio + (max_ratio - min_ratio) * (1.0 - torch.exp(-motion / AUTO_MOTION_SCALE))).double()
 
 
@@ -118,7 +156,7 @@ def adaptive_ratios(videos: list[torch.Tensor], min_ratio: float, max_ratio: flo
     r = torch.empty(layout.num_frames, videos[0].shape[2], dtype=torch.float32, device=videos[0].device)
     for ids, frame_idx in layout.groups:
         x = videos[ids[0]] if len(ids) == 1 else torch.cat([videos[b] for b in ids])
-        r.index_copy_(0, frame_idx, F.normalize(frame_means(x.float()), dim=-1, eps=EPS))
+        r.index_copy_(0, frame_idx, frame_directions(frame_means(x.float())))
     check_finite(r, "frame means")
     return auto_ratio(r, layout, min_ratio, max_ratio).tolist()
 
@@ -137,6 +175,34 @@ def _totals(cfg: VCastConfig, layout: BatchLayout, r: torch.Tensor) -> tuple[tor
     return k, k.tolist()
 
 
+def _token_curvature(x: torch.Tensor, frame_idx: torch.Tensor, layout: BatchLayout, prev: torch.Tensor,
+                     nxt: torch.Tensor) -> torch.Tensor:
+    """:func:`~vcast.core.curvature.token_curvature` of one shape group (frames ``frame_idx``)."""
+    local = torch.empty(layout.num_frames, dtype=torch.long, device=x.device)
+    local[frame_idx] = torch.arange(frame_idx.numel(), device=x.device)
+    return token_curvature(x, local[prev[frame_idx]], local[nxt[frame_idx]])
+
+
+def _rescaled_per_video(x: torch.Tensor, frame_idx: torch.Tensor, layout: BatchLayout) -> torch.Tensor:
+    """``x`` with each video's frames multiplied by one power of two (its largest entry into
+    [0.5, 1)): token curvature compares frames of a video, so they share the factor."""
+    video = layout.frame_video[frame_idx]
+    amax = torch.zeros(layout.num_videos, dtype=x.dtype, device=x.device)
+    amax = amax.scatter_reduce(0, video, x.abs().amax(dim=(1, 2)), reduce="amax")
+    return x * _power_of_two_scale(amax)[video].view(-1, 1, 1)
+
+
+def _warn_if_floor_keeps_all(cfg: VCastConfig, layout: BatchLayout) -> None:
+    """Warn when ``min_tokens_per_frame`` is at least a video's tokens per frame: nothing is pruned."""
+    if cfg.retain_ratio == 1.0 or cfg.min_tokens_per_frame <= 1:  # 1: the default one-per-frame floor
+        return
+    full = sorted({n for n in layout.tokens if cfg.min_tokens_per_frame >= n})
+    if full:
+        warnings.warn(f"min_tokens_per_frame={cfg.min_tokens_per_frame} is not below the {full[0]} tokens per frame "
+                      "of a video here, so every frame keeps all its tokens and nothing is pruned; lower "
+                      "min_tokens_per_frame (it is capped at the tokens per frame)", UserWarning, stacklevel=3)
+
+
 def select_tokens(
     features: torch.Tensor | list[torch.Tensor],
     config: VCastConfig | None = None,
@@ -151,7 +217,12 @@ def select_tokens(
             same device), fp32/fp16/bf16, CPU or CUDA.
         config: a :class:`VCastConfig` (default: the published method at ``retain_ratio=0.25``);
             ``reproduce="authors"`` runs :mod:`vcast.core.authors` (the published code's behaviour).
-        check_finite_features: raise on NaN/inf features (costs one host sync on CUDA).
+        check_finite_features: raise on NaN/inf features, and detect features so large or small
+            (beyond ~1e19 or under ~1e-15) that fp32 cannot hold their squared norms, which are then
+            rescaled exactly so the selection is the same at any scale (one host sync on CUDA).
+            With False nothing syncs: the per-frame budgets are still scale-invariant and every
+            call returns a selection of the configured size, but NaN/inf features or features at
+            such extreme scales give an arbitrary ranking inside their frames.
         **overrides: config fields to override, e.g. ``retain_ratio=0.1``.
 
     Returns:
@@ -167,27 +238,37 @@ def select_tokens(
     device = videos[0].device
     layout = BatchLayout.build(videos, device)
     d = videos[0].shape[2]
+    _warn_if_floor_keeps_all(cfg, layout)
 
     r = torch.empty(layout.num_frames, d, dtype=torch.float32, device=device)
-    scores, blocks = [], []
+    scores, blocks, unsafe = [], [], []
     prev, nxt = layout.neighbours() if cfg.token_curvature_weight > 0 else (None, None)
     for ids, frame_idx in layout.groups:  # one iteration per distinct (N, dtype), not per frame
         x = videos[ids[0]] if len(ids) == 1 else torch.cat([videos[b] for b in ids])
         x = x.float()
-        r_g = F.normalize(frame_means(x), dim=-1, eps=EPS)
-        s = dual_anchor_scores(x, r_g)
+        r_g = frame_directions(frame_means(x))
+        s, bad = _dual_anchor(x, r_g)
         if cfg.token_curvature_weight > 0:
-            local = torch.empty(layout.num_frames, dtype=torch.long, device=device)
-            local[frame_idx] = torch.arange(frame_idx.numel(), device=device)
-            tc = token_curvature(x, local[prev[frame_idx]], local[nxt[frame_idx]])
-            s = s + cfg.token_curvature_weight * tc
+            s = s + cfg.token_curvature_weight * _token_curvature(x, frame_idx, layout, prev, nxt)
         r.index_copy_(0, frame_idx, r_g)
         scores.append(s)
         blocks.append(x)
-    if check_finite_features:
-        check_finite(r, "frame means")
+        unsafe.append(bad)
+    if check_finite_features:  # one host sync for the finiteness check and the range flags
+        status = torch.stack([~torch.isfinite(r).all(), *unsafe]).tolist()
+        if status[0]:
+            check_finite(r, "frame means")
+        for g, ((_, frame_idx), bad) in enumerate(zip(layout.groups, status[1:])):
+            if bad:  # fp32 cannot hold these features' squared norms: rescale each frame exactly
+                x = blocks[g]
+                s = dual_anchor_scores(_rescaled(x), r[frame_idx])
+                if cfg.token_curvature_weight > 0:
+                    s = s + cfg.token_curvature_weight * _token_curvature(
+                        _rescaled_per_video(x, frame_idx, layout), frame_idx, layout, prev, nxt)
+                scores[g] = s
 
-    curvature = CURVATURES[cfg.curvature](r, layout)
+    # NaN features (only reachable with check_finite_features=False) must not break the budgets.
+    curvature = torch.nan_to_num(CURVATURES[cfg.curvature](r, layout), nan=0.0, posinf=0.0, neginf=0.0)
     totals, host_totals = _totals(cfg, layout, r)
     weights = layout.segment_softmax(curvature / cfg.temperature)
     budget = allocate_frames(weights, totals, layout, cfg.min_tokens_per_frame)

@@ -3,7 +3,7 @@ pruning point, and the plot."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import torch
@@ -37,8 +37,10 @@ def analytic_rows(
     methods: Sequence[str] | None = None,
     height: int = 448,
     width: int = 448,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Pruned / vanilla prefill FLOP and KV-cache ratios for every combination.
+    """Pruned / vanilla prefill FLOP and KV-cache ratios for every combination (``progress`` is
+    called with each model's name before its rows are counted).
 
     Each method's kept count comes from running it (:func:`kept_count`). ``prune_at="vision:k"``
     rows (k = :func:`~vcast.efficiency.default_vision_block`) appear for models whose tower allows
@@ -48,6 +50,8 @@ def analytic_rows(
 
     rows = []
     for name in models or list(MODEL_SPECS):
+        if progress:
+            progress(name)
         spec = get_spec(name)
         points = ["llm"] + ([f"vision:{default_vision_block(spec)}"] if spec.early_pruning is None else [])
         for f in frames:
