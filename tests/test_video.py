@@ -266,9 +266,15 @@ def _tiny_types():
 @pytest.mark.parametrize("model_type", _tiny_types())
 def test_processor_cap_gives_the_processor_the_same_input(hd_clip, model_type) -> None:
     # Decoded at the size the processor resizes to: its output shapes (tokens, grid) do not change.
+    from vcast.errors import UnsupportedModelError
     from vcast.testing import make_inputs, tiny_model
 
-    _, processor = tiny_model(model_type)
+    try:
+        _, processor = tiny_model(model_type)
+    except UnsupportedModelError as err:  # Gemma 4's processor needs torchvision before transformers 5.24
+        if "torchvision" not in str(err):
+            raise
+        pytest.skip(str(err))
     full, meta = load_video(hd_clip)
     capped, capped_meta = load_video(hd_clip, processor=processor)
     assert capped.shape[1] * capped.shape[2] <= full.shape[1] * full.shape[2]  # no cap where the size is unknown
