@@ -62,10 +62,12 @@ CASES = [
     Case("video_llama_3", extra={"use_token_compression": False}),
     Case("internvl", frames=(4, 4), image=False, needs_processor=True),  # its video processor stacks videos
     Case("molmo2", frames=(6,), image=False),  # one video per prompt, no image next to it (transformers' Molmo2)
+    Case("smolvlm", image=False, needs_processor=True),  # frames are image blocks; images and videos not together
     Case("qwen2_5_omni_thinker", step=2),
     Case("qwen3_omni_moe_thinker", step=2),
 ]
 IDS = [c.model_type for c in CASES]
+IMAGE_FRAMES = ("internvl", "smolvlm")  # frames written as image blocks
 
 
 def _model(case: Case, attn: str = "sdpa"):
@@ -87,7 +89,7 @@ def _video_columns(model, inputs) -> torch.Tensor:
     cfg = model.config
     if cfg.model_type.startswith("glm"):
         return inputs["mm_token_type_ids"] == 2
-    token = getattr(cfg, "video_token_id", None) if cfg.model_type != "internvl" else cfg.image_token_id
+    token = getattr(cfg, "video_token_id", None) if cfg.model_type not in IMAGE_FRAMES else cfg.image_token_id
     return inputs["input_ids"] == token
 
 
@@ -98,18 +100,19 @@ def _inner(model):
 
 def _llm(model):
     """The language model the multimodal module feeds."""
-    return getattr(model.model, "language_model", model.model)
+    inner = model.model
+    return getattr(inner, "language_model", None) or getattr(inner, "text_model", inner)  # SmolVLM: text_model
 
 
 def _encoder_tokens(model, inputs) -> list[torch.Tensor]:
     """Per video ``[L, D]``: the vanilla encoder output, called with the kwargs its signature names."""
     inner = _inner(model)
-    if model.config.model_type == "internvl":  # frames are images; this table's prompts hold no other image
-        out = inner.get_image_features(inputs["pixel_values"], return_dict=True).pooler_output
-        return list(out.flatten(0, 1)[None])
-    fn = inner.get_video_features
+    frames_are_images = model.config.model_type in IMAGE_FRAMES  # this table's prompts hold no other image then
+    fn = inner.get_image_features if frames_are_images else inner.get_video_features
     args = {k: inputs[k] for k in inspect.signature(fn).parameters if k in inputs}
     pooled = fn(**args, return_dict=True).pooler_output
+    if frames_are_images and isinstance(pooled, torch.Tensor):  # InternVL: one [tiles, n, D] for every frame
+        return [pooled.reshape(-1, pooled.shape[-1])]
     pooled = list(pooled) if isinstance(pooled, torch.Tensor) and pooled.ndim == 3 else list(pooled)
     return [p.reshape(-1, p.shape[-1]) for p in pooled]
 

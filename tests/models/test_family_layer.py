@@ -138,3 +138,23 @@ def test_omni_audio_interleaved_with_video_is_untouched(model_type):
     assert stats["video_tokens_after"] < stats["video_tokens_before"]
     assert int((seen[0] == cfg.audio_token_id).sum()) == int((ids == cfg.audio_token_id).sum())
     assert int((seen[0] == cfg.video_token_id).sum()) == stats["video_tokens_after"]
+
+
+@pytest.mark.parametrize("model_type", ["internvl", "smolvlm"])
+def test_frames_as_image_blocks_refuse_what_their_processor_does_not_write(model_type):
+    """A block announced as a frame with a token too few, or a frame number out of order, raises (InternVL, SmolVLM)."""
+    model, processor = tiny(model_type)
+    inputs = vt.make_inputs(processor, "Q?", videos=[vt.random_video(4)])
+    ids = inputs["input_ids"]
+    context = (ids[0] == model.config.image_token_id).nonzero().flatten()
+    short = torch.cat([ids[:, :int(context[20])], ids[:, int(context[20]) + 1:]], dim=1)  # frame 2 loses a token
+    with pytest.raises(UnsupportedModelError, match="processor=processor"):
+        vcast.apply(model, retain_ratio=0.5)
+    with vcast.enabled(model, retain_ratio=0.5, processor=processor):
+        with pytest.raises(InputError, match="does not recognise this prompt layout"):
+            model(input_ids=short, pixel_values=inputs["pixel_values"])
+        if model_type == "internvl":  # "Frame2:" renamed "Frame3:": out of order
+            text = processor.tokenizer.decode(ids[0]).replace("Frame2:", "Frame3:")
+            renumbered = processor.tokenizer(text, return_tensors="pt")["input_ids"]
+            with pytest.raises(InputError, match="does not recognise this prompt layout"):
+                model(input_ids=renumbered, pixel_values=inputs["pixel_values"])
