@@ -15,9 +15,10 @@ from vcast.video import write_video
 
 runner = CliRunner()
 # One row per processor / loading path (the MoE variants load like their dense siblings, Qwen2.5-Omni like
-# Qwen3-Omni): the whole Qwen-Omni model loads with its own class and answers through its thinker.
+# Qwen3-Omni, MiniCPM-V 4.6 like 4.7): the whole Qwen-Omni model loads with its own class and answers through
+# its thinker.
 FAMILIES = ["qwen3_5", "glm4v", "glm46v", "gemma4", "llava_next_video", "internvl", "video_llama_3",
-            "molmo2", "smolvlm", "qwen3_omni_moe"]
+            "molmo2", "smolvlm", "minicpmv4_7", "qwen3_omni_moe"]
 
 
 def _saved(tmp_path, model_type):

@@ -70,6 +70,9 @@ FAMILIES = (
     Family("internvl", positions=("original", "compact"), videos=((4, 4, 4), (4,))),  # stacked, as above
     Family("molmo2", positions=("original", "compact")),
     Family("smolvlm", positions=("original", "compact")),
+    # transformers 5.20's MiniCPM-V video processor needs equal frame counts: the rows differ in videos instead.
+    Family("minicpmv4_6", positions=("original", "compact"), videos=((4, 4), (4,))),
+    Family("minicpmv4_7", videos=((4, 4), (4,))),
     Family("qwen2_5_omni"),
     Family("qwen2_5_omni_thinker"),
     Family("qwen3_omni_moe"),

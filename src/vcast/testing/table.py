@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from vcast.testing._tokenizer import byte_tokenizer, chat_template, special_ids
+from vcast.testing._tokenizer import byte_id, byte_tokenizer, chat_template, special_ids
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM = 64, 2, 4, 2, 16
 TEXT = dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
@@ -272,6 +272,22 @@ def _smolvlm_processor(spec: TinySpec, config):
         tokenizer=spec.vocab.tokenizer(), image_seq_len=tokens, chat_template=DEFAULT_CHAT_TEMPLATE)
 
 
+def _minicpmv_processor(spec: TinySpec, config):
+    import transformers as tf
+    from transformers.models.minicpmv4_6.image_processing_pil_minicpmv4_6 import MiniCPMV4_6ImageProcessorPil
+
+    from vcast.testing.video_ports import TorchMiniCPMV4_6VideoProcessor
+
+    # 64x64 frames above the 48 px slice resolution: each frame is an overview and 2 x 1 slices
+    geometry = dict(patch_size=config.vision_config.patch_size, scale_resolution=48, max_slice_nums=4)
+    processor_class = getattr(tf, {"minicpmv4_6": "MiniCPMV4_6Processor", "minicpmv4_7": "MiniCPMV4_7Processor"}[
+        spec.model_type])
+    return _with_check(processor_class)(
+        image_processor=MiniCPMV4_6ImageProcessorPil(**geometry),
+        video_processor=TorchMiniCPMV4_6VideoProcessor(do_sample_frames=False, **geometry),
+        tokenizer=spec.vocab.tokenizer(), chat_template=chat_template(image="<|image_pad|>\n", video="<|video_pad|>\n"))
+
+
 def _omni_processor(processor_class: str):
     def make(spec: TinySpec, config):
         import transformers as tf
@@ -374,6 +390,19 @@ SMOLVLM_VOCAB = Vocab(
 SMOLVLM_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
                       patch_size=PATCH)
 
+MINICPMV_VOCAB = Vocab(
+    ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "</image>", "<slice>",
+     "</slice>", "<image_id>", "</image_id>"),
+    named={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "image_start_token": "<image>",
+           "image_end_token": "</image>", "slice_start_token": "<slice>", "slice_end_token": "</slice>",
+           "image_id_start_token": "<image_id>", "image_id_end_token": "</image_id>"},
+    ids={"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>"})
+MINICPMV4_7_VOCAB = Vocab(MINICPMV_VOCAB.tokens, named=MINICPMV_VOCAB.named, ids={
+    **MINICPMV_VOCAB.ids, "image_start_id": "<image>", "image_end_id": "</image>", "slice_start_id": "<slice>",
+    "slice_end_id": "</slice>"})
+MINICPMV_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                       patch_size=4)
+
 OMNI_VOCAB = Vocab(
     ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_bos|>", "<|vision_eos|>", "<|audio_bos|>",
      "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|AUDIO|>"),
@@ -427,6 +456,11 @@ SPECS: dict[str, TinySpec] = {spec.model_type: spec for spec in (
              processor=_molmo2_processor, max_videos=1),
     TinySpec("smolvlm", "SmolVLMConfig", SMOLVLM_VOCAB, text=dict(model_type="llama", head_dim=HEAD_DIM),
              vision=SMOLVLM_VISION, extra=dict(scale_factor=2), processor=_smolvlm_processor),
+    TinySpec("minicpmv4_6", "MiniCPMV4_6Config", MINICPMV_VOCAB, text=QWEN35_TEXT, vision=MINICPMV_VISION,
+             extra=dict(insert_layer_id=0), processor=_minicpmv_processor),
+    TinySpec("minicpmv4_7", "MiniCPMV4_7Config", MINICPMV4_7_VOCAB, text=QWEN35_TEXT,
+             vision=MINICPMV_VISION, extra=dict(insert_layer_id=0, newline_id=byte_id("\n")),
+             processor=_minicpmv_processor),
     *_omni("qwen2_5_omni", "Qwen2_5Omni", text=dict(rope_parameters=MROPE), audio=OMNI_AUDIO,
            vision=dict(QWEN_VISION, hidden_size=32, intermediate_size=64, out_hidden_size=HIDDEN,
                        fullatt_block_indexes=[1], window_size=32)),

@@ -8,7 +8,7 @@ where torch has the kernel, ``(x - mean) / std``, zero padding and slicing for t
 - Where transformers' module imports without torchvision, the port is its class with :class:`TorchPixelOps`
   after it in the MRO (so the family's own ``resize`` still computes the target size):
   :class:`TorchGlm4vVideoProcessor`, :class:`TorchLlavaNextVideoVideoProcessor`, :class:`TorchMolmo2VideoProcessor`,
-  :class:`TorchSmolVLMVideoProcessor`.
+  :class:`TorchSmolVLMVideoProcessor`, :class:`TorchMiniCPMV4_6VideoProcessor`.
 - Where the module imports torchvision at load time (Gemma 4, InternVL, VideoLLaMA3), its rules are rebuilt
   on ``BaseVideoProcessor``: the same class defaults, target sizes, patch layout and extra outputs.
 """
@@ -37,6 +37,7 @@ from transformers.models.glm4v.video_processing_glm4v import Glm4vVideoProcessor
 from transformers.models.llava_next_video.video_processing_llava_next_video import (
     LlavaNextVideoVideoProcessor,
 )
+from transformers.models.minicpmv4_6.video_processing_minicpmv4_6 import MiniCPMV4_6VideoProcessor
 from transformers.models.molmo2.image_processing_molmo2 import Molmo2ImageProcessor
 from transformers.models.molmo2.video_processing_molmo2 import Molmo2VideoProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
@@ -176,6 +177,12 @@ class TorchMolmo2ImageProcessor(Molmo2ImageProcessor, TorchPixelOps):
 class TorchSmolVLMVideoProcessor(SmolVLMVideoProcessor, TorchPixelOps):
     """transformers' ``SmolVLMVideoProcessor``: longest-edge resize, then a square ``max_image_size`` resize (LANCZOS by
     default, through PIL), padding to the batch's largest video with ``pixel_attention_mask``."""
+
+    convert_to_rgb = TorchPixelOps.convert_to_rgb
+
+
+class TorchMiniCPMV4_6VideoProcessor(MiniCPMV4_6VideoProcessor, TorchPixelOps):
+    """transformers' ``MiniCPMV4_6VideoProcessor``: every frame an overview plus slices, NaViT-packed patches."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
