@@ -15,9 +15,10 @@ from vcast.video import write_video
 
 runner = CliRunner()
 # One row per processor / loading path (the MoE variants load like their dense siblings, Qwen2.5-Omni like
-# Qwen3-Omni): the whole Qwen-Omni model loads with its own class and answers through its thinker.
+# Qwen3-Omni, MiniCPM-V 4.6 like 4.7): the whole Qwen-Omni model loads with its own class and answers through
+# its thinker.
 FAMILIES = ["qwen3_5", "glm4v", "glm46v", "gemma4", "llava_next_video", "internvl", "video_llama_3",
-            "molmo2", "qwen3_omni_moe"]
+            "molmo2", "smolvlm", "minicpmv4_7", "qwen3_omni_moe"]
 
 
 def _saved(tmp_path, model_type):
@@ -48,7 +49,7 @@ def test_generate_and_viz_on_a_saved_tiny_model(tmp_path, model_type):
     assert out.stat().st_size > 1000
 
 
-@pytest.mark.parametrize("model_type", ["internvl"])  # the family that needs its processor
+@pytest.mark.parametrize("model_type", ["internvl", "smolvlm"])  # the families that need their processor
 def test_demo_runs_on_other_tiny_families(tmp_path, model_type):
     with torch.no_grad():
         result = runner.invoke(app, ["demo", "--model-type", model_type, "--out-dir", str(tmp_path)])

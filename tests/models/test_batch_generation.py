@@ -69,6 +69,10 @@ FAMILIES = (
     Family("video_llama_3", positions=("original", "compact"), processor_kwargs=(("use_token_compression", False),)),
     Family("internvl", positions=("original", "compact"), videos=((4, 4, 4), (4,))),  # stacked, as above
     Family("molmo2", positions=("original", "compact")),
+    Family("smolvlm", positions=("original", "compact")),
+    # transformers 5.20's MiniCPM-V video processor needs equal frame counts: the rows differ in videos instead.
+    Family("minicpmv4_6", positions=("original", "compact"), videos=((4, 4), (4,))),
+    Family("minicpmv4_7", videos=((4, 4), (4,))),
     Family("qwen2_5_omni"),
     Family("qwen2_5_omni_thinker"),
     Family("qwen3_omni_moe"),
@@ -86,7 +90,9 @@ def _inputs(processor, rows: list[tuple[str, list]], **kwargs):
         texts.append(processor.apply_chat_template([{"role": "user", "content": content}],
                                                    add_generation_prompt=True, tokenize=False))
         videos += row_videos
-    return processor(text=texts, videos=videos, video_metadata=[vt.video_metadata(len(v)) for v in videos],
+    videos, metadata = vt.per_prompt_videos(processor, videos, [vt.video_metadata(len(v)) for v in videos],
+                                            [len(v) for _, v in rows])
+    return processor(text=texts, videos=videos, video_metadata=metadata,
                      padding=True, return_tensors="pt", **kwargs)
 
 

@@ -15,7 +15,7 @@ configured method, and the selections are laid onto the video placeholders in pr
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 import torch
@@ -24,6 +24,8 @@ from tiny_cache import tiny
 import vcast
 import vcast.testing as vt
 from vcast.config import VCastConfig
+from vcast.errors import InputError
+from vcast.methods.grid import takes_grid
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class Case:
         image: also put an image in the prompt (GLM: transformers itself refuses image + video).
         hybrid: the LLM has linear-attention layers (sliced-embeddings oracle).
         extra: processor call options.
-        apply: extra ``vcast.apply`` arguments.
+        sliced: a frame is several runs (MiniCPM-V's overview and slices): methods that need one grid
+            raise on it, and run on the same prompt built with ``slice_mode=False``.
     """
 
     model_type: str
@@ -49,6 +52,7 @@ class Case:
     hybrid: bool = False
     extra: dict = field(default_factory=dict)
     needs_processor: bool = False
+    sliced: bool = False
 
 
 CASES = [
@@ -62,10 +66,15 @@ CASES = [
     Case("video_llama_3", extra={"use_token_compression": False}),
     Case("internvl", frames=(4, 4), image=False, needs_processor=True),  # its video processor stacks videos
     Case("molmo2", frames=(6,), image=False),  # one video per prompt, no image next to it (transformers' Molmo2)
+    Case("smolvlm", image=False, needs_processor=True),  # frames are image blocks; images and videos not together
+    # A frame: a 3x3 overview and two 2x4 slices; transformers 5.20's video processor needs equal frame counts.
+    Case("minicpmv4_6", tokens=25, frames=(4, 4), hybrid=True, sliced=True),
+    Case("minicpmv4_7", tokens=25, frames=(4, 4), hybrid=True, sliced=True),
     Case("qwen2_5_omni_thinker", step=2),
     Case("qwen3_omni_moe_thinker", step=2),
 ]
 IDS = [c.model_type for c in CASES]
+IMAGE_FRAMES = ("internvl", "smolvlm")  # frames written as image blocks
 
 
 def _model(case: Case, attn: str = "sdpa"):
@@ -87,7 +96,7 @@ def _video_columns(model, inputs) -> torch.Tensor:
     cfg = model.config
     if cfg.model_type.startswith("glm"):
         return inputs["mm_token_type_ids"] == 2
-    token = getattr(cfg, "video_token_id", None) if cfg.model_type != "internvl" else cfg.image_token_id
+    token = getattr(cfg, "video_token_id", None) if cfg.model_type not in IMAGE_FRAMES else cfg.image_token_id
     return inputs["input_ids"] == token
 
 
@@ -98,18 +107,19 @@ def _inner(model):
 
 def _llm(model):
     """The language model the multimodal module feeds."""
-    return getattr(model.model, "language_model", model.model)
+    inner = model.model
+    return getattr(inner, "language_model", None) or getattr(inner, "text_model", inner)  # SmolVLM: text_model
 
 
 def _encoder_tokens(model, inputs) -> list[torch.Tensor]:
     """Per video ``[L, D]``: the vanilla encoder output, called with the kwargs its signature names."""
     inner = _inner(model)
-    if model.config.model_type == "internvl":  # frames are images; this table's prompts hold no other image
-        out = inner.get_image_features(inputs["pixel_values"], return_dict=True).pooler_output
-        return list(out.flatten(0, 1)[None])
-    fn = inner.get_video_features
+    frames_are_images = model.config.model_type in IMAGE_FRAMES  # this table's prompts hold no other image then
+    fn = inner.get_image_features if frames_are_images else inner.get_video_features
     args = {k: inputs[k] for k in inspect.signature(fn).parameters if k in inputs}
     pooled = fn(**args, return_dict=True).pooler_output
+    if frames_are_images and isinstance(pooled, torch.Tensor):  # InternVL: one [tiles, n, D] for every frame
+        return [pooled.reshape(-1, pooled.shape[-1])]
     pooled = list(pooled) if isinstance(pooled, torch.Tensor) and pooled.ndim == 3 else list(pooled)
     return [p.reshape(-1, p.shape[-1]) for p in pooled]
 
@@ -118,8 +128,8 @@ def _keep_columns(case: Case, model, inputs, config) -> torch.Tensor:
     """BoolTensor[B, L]: the columns a pruned prefill keeps, computed without the adapter."""
     tokens = _encoder_tokens(model, inputs)
     times = [-(-t // case.step) for t in case.frames] * (inputs["input_ids"].shape[0])
-    if len(tokens) == 1 and len(times) > 1:  # one flat tensor for all videos (InternVL)
-        tokens = list(tokens[0].split([t * case.tokens for t in times]))
+    if len(tokens) != len(times):  # one flat tensor for all videos (InternVL), one per frame unit (MiniCPM-V)
+        tokens = list(torch.cat(tokens).split([t * case.tokens for t in times]))
     features = [f.reshape(t, case.tokens, -1) for f, t in zip(tokens, times)]
     sels = vcast.get_method(config.method).run(features, config)
     video = _video_columns(model, inputs)
@@ -171,6 +181,8 @@ def _sliced_oracle(model, inputs, keep, steps):
     """Hybrid LLMs: the vanilla language model on the kept embeddings alone, original positions."""
     assert inputs["input_ids"].shape[0] == 1
     pos, seen = _vanilla_positions(model, inputs)
+    if pos is None:  # a 1-D LLM numbering the prompt itself (MiniCPM-V 4.6)
+        pos = torch.arange(inputs["input_ids"].shape[1])[None]
     cols = keep[0]
     lm, head = model.model.language_model, model.lm_head
     out = lm(inputs_embeds=seen["inputs_embeds"][:, cols], position_ids=pos[..., cols], use_cache=True)
@@ -264,9 +276,15 @@ def test_every_method_runs_and_a_second_instance_stays_vanilla(case):
     ref = other(**inputs).logits
     length = inputs["input_ids"].shape[1]
     for method in vcast.list_methods():
+        x, n = inputs, length
         with vcast.enabled(model, method=method, retain_ratio=0.3, **_apply_kw(case, processor)) as handle:
-            out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
-            assert out.shape[1] == length + 2
+            if case.sliced and takes_grid(handle.config):
+                with pytest.raises(InputError, match="needs one rectangular token grid per frame"):
+                    model.generate(**x, max_new_tokens=2, do_sample=False)
+                x = _prompt(replace(case, extra={**case.extra, "slice_mode": False}), processor, image=False)
+                n = x["input_ids"].shape[1]
+            out = model.generate(**x, max_new_tokens=2, do_sample=False)
+            assert out.shape[1] == n + 2
             assert handle.stats["video_tokens_after"] < handle.stats["video_tokens_before"], method
     assert torch.equal(other(**inputs).logits, ref)
     assert not _inner(model)._forward_pre_hooks

@@ -55,7 +55,7 @@ def _runs_broken(inputs, video_id):
     return {**inputs, "input_ids": ids}
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_5", "gemma4", "video_llama_3"])
+@pytest.mark.parametrize("model_type", ["qwen3_5", "gemma4", "video_llama_3", "minicpmv4_6", "minicpmv4_7"])
 def test_a_prompt_layout_the_family_does_not_write_raises(model_type):
     model, processor = tiny(model_type)
     inputs = vt.make_inputs(processor, "Q?", videos=[vt.random_video(4)], use_token_compression=False) \
@@ -63,6 +63,25 @@ def test_a_prompt_layout_the_family_does_not_write_raises(model_type):
     broken = _runs_broken(inputs, model.config.video_token_id)
     with vcast.enabled(model, retain_ratio=0.5), pytest.raises(InputError, match="does not recognise this prompt"):
         model(**broken)
+
+
+@pytest.mark.parametrize("model_type", ["minicpmv4_6", "minicpmv4_7"])
+def test_minicpmv_frames_are_the_overview_and_its_slices(model_type):
+    """A frame is its overview and slices (one video per ``<image_id>`` or separating text); a slice whose
+    ``<slice>`` marker is replaced by ``<image>`` reads as a frame cut differently, which vcast refuses."""
+    model, processor = tiny(model_type)
+    inputs = vt.make_inputs(processor, "Q?", videos=[vt.random_video(3, seed=0), vt.random_video(3, seed=1)])
+    with vcast.enabled(model, retain_ratio=0.5) as handle:
+        model(**inputs)
+        assert [(v["frames"], v["tokens_per_frame"]) for v in handle.stats["videos"]] == [(3, 25), (3, 25)]
+        ids = inputs["input_ids"].clone()
+        tok = processor.tokenizer
+        first_slice = int((ids[0] == tok.convert_tokens_to_ids("<slice>")).nonzero()[0])
+        ids[0, first_slice] = tok.convert_tokens_to_ids("<image>")
+        with pytest.raises(InputError, match="frames of different units"):
+            model(**{**inputs, "input_ids": ids})
+    with vcast.enabled(model, method="pool", retain_ratio=0.5), pytest.raises(InputError, match="slice_mode=False"):
+        model(**inputs)
 
 
 def test_videollama3_refuses_a_prompt_its_own_compression_already_thinned():
@@ -138,3 +157,23 @@ def test_omni_audio_interleaved_with_video_is_untouched(model_type):
     assert stats["video_tokens_after"] < stats["video_tokens_before"]
     assert int((seen[0] == cfg.audio_token_id).sum()) == int((ids == cfg.audio_token_id).sum())
     assert int((seen[0] == cfg.video_token_id).sum()) == stats["video_tokens_after"]
+
+
+@pytest.mark.parametrize("model_type", ["internvl", "smolvlm"])
+def test_frames_as_image_blocks_refuse_what_their_processor_does_not_write(model_type):
+    """A block announced as a frame with a token too few, or a frame number out of order, raises (InternVL, SmolVLM)."""
+    model, processor = tiny(model_type)
+    inputs = vt.make_inputs(processor, "Q?", videos=[vt.random_video(4)])
+    ids = inputs["input_ids"]
+    context = (ids[0] == model.config.image_token_id).nonzero().flatten()
+    short = torch.cat([ids[:, :int(context[20])], ids[:, int(context[20]) + 1:]], dim=1)  # frame 2 loses a token
+    with pytest.raises(UnsupportedModelError, match="processor=processor"):
+        vcast.apply(model, retain_ratio=0.5)
+    with vcast.enabled(model, retain_ratio=0.5, processor=processor):
+        with pytest.raises(InputError, match="does not recognise this prompt layout"):
+            model(input_ids=short, pixel_values=inputs["pixel_values"])
+        if model_type == "internvl":  # "Frame2:" renamed "Frame3:": out of order
+            text = processor.tokenizer.decode(ids[0]).replace("Frame2:", "Frame3:")
+            renumbered = processor.tokenizer(text, return_tensors="pt")["input_ids"]
+            with pytest.raises(InputError, match="does not recognise this prompt layout"):
+                model(input_ids=renumbered, pixel_values=inputs["pixel_values"])

@@ -196,7 +196,10 @@ def build_inputs(processor, prompt: str, frames, metadata):
     extra = {}
     if getattr(getattr(processor, "video_processor", None), "use_token_compression", False):
         extra["use_token_compression"] = False  # VideoLLaMA3: vcast prunes the full frame grid in its place
-    return processor(text=[text], videos=[frames], video_metadata=[metadata], do_sample_frames=False,
+    from vcast.testing import per_prompt_videos
+
+    videos, metadata = per_prompt_videos(processor, [frames], [metadata], [1])
+    return processor(text=[text], videos=videos, video_metadata=metadata, do_sample_frames=False,
                      return_tensors="pt", **extra)
 
 

@@ -26,6 +26,8 @@ from vcast.models import llava_next_video  # noqa: E402,F401  isort: skip
 from vcast.models import video_llama_3  # noqa: E402,F401  isort: skip
 from vcast.models import qwen_omni  # noqa: E402,F401  isort: skip
 from vcast.models import molmo2  # noqa: E402,F401  isort: skip
+from vcast.models import smolvlm  # noqa: E402,F401  isort: skip
+from vcast.models import minicpmv  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "DecodeState",

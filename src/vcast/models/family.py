@@ -10,9 +10,10 @@ that first and passes the result as ``mm_encoder_outputs["video"]``), scatters t
 - ``placeholder``: how video tokens are found in ``input_ids``: ``"token"`` (``== config.<video_token>``) or
   ``"mm_type"`` (``mm_token_type_ids == 2``, for families whose video tokens reuse the image id).
 - ``runs``: how each video's tokens sit in the prompt, checked on every prefill: ``"video"`` (one run per
-  video), ``"frame"`` (one run per frame, per-frame text such as timestamps between runs) or ``"frames"``
-  (runs of whole frames, e.g. Qwen-Omni's video chunks interleaved with audio). The text between runs is
-  never a video token, so it is always kept; a prompt whose runs do not match raises.
+  video), ``"frame"`` (one run per frame, per-frame text such as timestamps between runs; or, where a
+  :class:`VideoShape` gives ``frame_runs``, the same few runs in every frame, e.g. MiniCPM-V's overview and
+  slices) or ``"frames"`` (runs of whole frames, e.g. Qwen-Omni's video chunks interleaved with audio). The
+  text between runs is never a video token, so it is always kept; a prompt whose runs do not match raises.
 - ``positions``: the :mod:`~vcast.models.positions` scheme (``MROPE`` or ``ROPE_1D``).
 - ``side_features``: encoder-output attributes holding per-video, per-token side features that must follow
   the kept tokens (Qwen3-VL's ``deepstack_features``: one tuple of ``[T*N, D]`` per level).
@@ -43,6 +44,7 @@ import torch
 from vcast.config import MethodConfig
 from vcast.core.selection import Selection
 from vcast.errors import ConfigError, InputError, UnsupportedModelError
+from vcast.methods.grid import takes_grid
 from vcast.models.base import (
     DecodeState,
     ModelAdapter,
@@ -68,6 +70,9 @@ class VideoShape:
     Attributes:
         grid_index: ``LongTensor[T*N]``, the positions of the grid tokens within the video's
             ``length`` placeholders, in raster order (None: the grid is the first ``T*N``).
+        frame_runs: where a frame is several runs of placeholders with text between them (MiniCPM-V's overview
+            and its slices), the run lengths of one frame (summing to N); its N tokens then form no single
+            ``rows x cols`` grid (``rows, cols = 1, N``), and methods that need one raise.
     """
 
     frames: int
@@ -75,6 +80,12 @@ class VideoShape:
     cols: int
     extra: int = 0
     grid_index: torch.Tensor | None = field(default=None, compare=False)
+    frame_runs: tuple[int, ...] | None = None
+
+    @property
+    def one_grid(self) -> bool:
+        """True when each frame's tokens are one ``rows x cols`` grid."""
+        return self.frame_runs is None or len(self.frame_runs) == 1
 
     @property
     def tokens_per_frame(self) -> int:
@@ -118,6 +129,7 @@ class FamilyAdapter(ModelAdapter):
     video_args: ClassVar[tuple[str, ...]] = ()
     pooled: ClassVar[str] = "per_video"
     since: ClassVar[str] = "5.20"
+    runs_hint: ClassVar[str] = ""  # what a frame of several runs is, and how to get frames of one run
 
     @classmethod
     def describe(cls) -> dict:
@@ -257,6 +269,11 @@ class FamilyAdapter(ModelAdapter):
                                  f"{s.rows}x{s.cols}" + (f" + {s.extra}" if s.extra else "") +
                                  f" = {s.length}; vcast cannot tell its frame grid")
             features.append(self.grid_features(f, s))
+        if not all(s.one_grid for s in shapes) and takes_grid(self.config):
+            runs = next(s.frame_runs for s in shapes if not s.one_grid)
+            raise InputError(f"method {self.config.method!r} needs one rectangular token grid per frame, but these "
+                             f"{self.family_name} frames are {len(runs)} runs of {list(runs)} tokens ({self.runs_hint}); "
+                             "use a method that needs no grid, or frames that are one run")
         grids = [(s.rows, s.cols) for s in shapes]
         return kwargs, VideoBatch(features, payload=Encoded(enc, args, shapes), grids=grids)
 
@@ -317,6 +334,8 @@ class FamilyAdapter(ModelAdapter):
 
     def _runs_match(self, lengths: list[int], shape: VideoShape) -> bool:
         n = shape.tokens_per_frame
+        if shape.frame_runs is not None:
+            return lengths == list(shape.frame_runs) * shape.frames
         if self.runs == "video":
             return len(lengths) == 1
         if self.runs == "frame":
@@ -324,6 +343,8 @@ class FamilyAdapter(ModelAdapter):
         return all(length % n == 0 for length in lengths)  # "frames": whole frames per run
 
     def _runs_text(self, shape: VideoShape) -> str:
+        if shape.frame_runs is not None:
+            return f"{shape.frames} frames of runs {list(shape.frame_runs)}"
         if self.runs == "video":
             return f"one run of {shape.length}"
         if self.runs == "frame":

@@ -82,6 +82,17 @@ def video_metadata(num_frames: int, fps: float = 2.0):
     return VideoMetadata(total_num_frames=num_frames, fps=fps, frames_indices=list(range(num_frames)))
 
 
+def per_prompt_videos(processor, videos: Sequence, metadata: Sequence, counts: Sequence[int]) -> tuple[list, list]:
+    """``(videos, video_metadata)`` as ``processor`` takes them for prompts holding ``counts`` of ``videos`` each, in
+    order: one flat list, or one list per prompt for processors that count each prompt's videos (transformers 5.20's
+    ``SmolVLMProcessor``; later releases take both)."""
+    videos, metadata = list(videos), list(metadata)
+    if not any(c.__name__ == "SmolVLMProcessor" for c in type(processor).__mro__):
+        return videos, metadata
+    edges = np.cumsum([0, *counts]).tolist()
+    return ([videos[a:b] for a, b in zip(edges, edges[1:])], [metadata[a:b] for a, b in zip(edges, edges[1:])])
+
+
 def make_inputs(processor, prompts: str | Sequence[str], *, videos: Sequence | None = None,
                 images: Sequence | None = None, audios: Sequence | None = None, fps: float = 2.0,
                 order: str = "media-first", **processor_kwargs):
@@ -114,8 +125,8 @@ def make_inputs(processor, prompts: str | Sequence[str], *, videos: Sequence | N
                                                    add_generation_prompt=True, tokenize=False))
     kwargs = {}
     if videos:
-        kwargs["videos"] = videos
-        kwargs["video_metadata"] = [video_metadata(len(v), fps) for v in videos]
+        kwargs["videos"], kwargs["video_metadata"] = per_prompt_videos(
+            processor, videos, [video_metadata(len(v), fps) for v in videos], [nv] * len(prompts))
     if images:
         kwargs["images"] = images
     if audios:

@@ -12,6 +12,14 @@ def special_ids(special_tokens: Sequence[str]) -> dict[str, int]:
     return {tok: FIRST_SPECIAL_ID + i for i, tok in enumerate(special_tokens)}
 
 
+def byte_id(char: str) -> int:
+    """The id :func:`byte_tokenizer` gives the one-byte ``char`` (e.g. ``"\\n"``, which a config may name)."""
+    from tokenizers import pre_tokenizers
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return sorted(pre_tokenizers.ByteLevel.alphabet()).index(bytes_to_unicode()[ord(char)])
+
+
 def byte_tokenizer(special_tokens: Sequence[str], *, named: Mapping[str, str] | None = None,
                    eos: str | None = None, pad: str | None = None, bos: str | None = None):
     """A byte-level BPE ``PreTrainedTokenizerFast``: bytes are ids 0..255, then ``special_tokens`` from 256.

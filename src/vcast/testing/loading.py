@@ -25,14 +25,17 @@ def _ports() -> dict:
         "glm46v": vp.TorchGlm4vVideoProcessor, "gemma4": vp.TorchGemma4VideoProcessor,
         "llava_next_video": vp.TorchLlavaNextVideoVideoProcessor, "internvl": vp.TorchInternVLVideoProcessor,
         "video_llama_3": vp.TorchVideoLlama3VideoProcessor, "molmo2": vp.TorchMolmo2VideoProcessor,
+        "smolvlm": vp.TorchSmolVLMVideoProcessor, "minicpmv4_6": vp.TorchMiniCPMV4_6VideoProcessor,
+        "minicpmv4_7": vp.TorchMiniCPMV4_6VideoProcessor,
         "qwen2_5_omni": TorchQwen2VLVideoProcessor, "qwen2_5_omni_thinker": TorchQwen2VLVideoProcessor,
         "qwen3_omni_moe": TorchQwen2VLVideoProcessor, "qwen3_omni_moe_thinker": TorchQwen2VLVideoProcessor,
     }
 
 
-PORTED_MODEL_TYPES = ("qwen3_5", "qwen3_5_moe", "glm4v", "glm4v_moe", "glm46v", "gemma4", "llava_next_video",
-                      "internvl", "video_llama_3", "molmo2", "qwen2_5_omni", "qwen2_5_omni_thinker", "qwen3_omni_moe",
-                      "qwen3_omni_moe_thinker")
+PORTED_MODEL_TYPES = (
+    "qwen3_5", "qwen3_5_moe", "glm4v", "glm4v_moe", "glm46v", "gemma4", "llava_next_video", "internvl",
+    "video_llama_3", "molmo2", "smolvlm", "minicpmv4_6", "minicpmv4_7", "qwen2_5_omni", "qwen2_5_omni_thinker", "qwen3_omni_moe",
+    "qwen3_omni_moe_thinker")
 
 
 def _read(source: str, name: str, local_files_only: bool) -> dict | None:

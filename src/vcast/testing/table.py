@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from vcast.testing._tokenizer import byte_tokenizer, chat_template, special_ids
+from vcast.testing._tokenizer import byte_id, byte_tokenizer, chat_template, special_ids
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM = 64, 2, 4, 2, 16
 TEXT = dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
@@ -250,6 +250,44 @@ def _molmo2_processor(spec: TinySpec, config):
         tokenizer=spec.vocab.tokenizer(), chat_template=chat_template(image="<|image|>", video="<|video|>"))
 
 
+def _smolvlm_processor(spec: TinySpec, config):
+    from transformers import SmolVLMProcessor
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
+    from transformers.utils import is_num2words_available
+
+    if not is_num2words_available():  # SmolVLMProcessor spells the frame count out with it
+        from vcast.errors import UnsupportedModelError
+
+        raise UnsupportedModelError("the tiny smolvlm processor is transformers' SmolVLMProcessor, which needs the "
+                                    "num2words package: pip install num2words (vcast's dev extra has it)")
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    from vcast.testing.video_ports import TorchSmolVLMVideoProcessor
+
+    side = config.vision_config.image_size
+    tokens = (side // config.vision_config.patch_size) ** 2 // config.scale_factor**2
+    return _with_check(SmolVLMProcessor)(
+        image_processor=SmolVLMImageProcessorPil(size={"longest_edge": 2 * side}, max_image_size={"longest_edge": side}),
+        video_processor=TorchSmolVLMVideoProcessor(size={"longest_edge": side}, max_image_size={"longest_edge": side}),
+        tokenizer=spec.vocab.tokenizer(), image_seq_len=tokens, chat_template=DEFAULT_CHAT_TEMPLATE)
+
+
+def _minicpmv_processor(spec: TinySpec, config):
+    import transformers as tf
+    from transformers.models.minicpmv4_6.image_processing_pil_minicpmv4_6 import MiniCPMV4_6ImageProcessorPil
+
+    from vcast.testing.video_ports import TorchMiniCPMV4_6VideoProcessor
+
+    # 64x64 frames above the 48 px slice resolution: each frame is an overview and 2 x 1 slices
+    geometry = dict(patch_size=config.vision_config.patch_size, scale_resolution=48, max_slice_nums=4)
+    processor_class = getattr(tf, {"minicpmv4_6": "MiniCPMV4_6Processor", "minicpmv4_7": "MiniCPMV4_7Processor"}[
+        spec.model_type])
+    return _with_check(processor_class)(
+        image_processor=MiniCPMV4_6ImageProcessorPil(**geometry),
+        video_processor=TorchMiniCPMV4_6VideoProcessor(do_sample_frames=False, **geometry),
+        tokenizer=spec.vocab.tokenizer(), chat_template=chat_template(image="<|image_pad|>\n", video="<|video_pad|>\n"))
+
+
 def _omni_processor(processor_class: str):
     def make(spec: TinySpec, config):
         import transformers as tf
@@ -343,6 +381,28 @@ MOLMO2_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, 
 MOLMO2_ADAPTER = dict(vision_feature_layer=[-1], hidden_size=32, num_attention_heads=2, num_key_value_heads=2,
                       head_dim=16, intermediate_size=64, text_hidden_size=HIDDEN)
 
+SMOLVLM_VOCAB = Vocab(
+    ("<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<global-img>", "<image>",
+     "<video>", *(f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2))),
+    named={"image_token": "<image>", "video_token": "<video>", "fake_image_token": "<fake_token_around_image>",
+           "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"},
+    ids={"image_token_id": "<image>"})
+SMOLVLM_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                      patch_size=PATCH)
+
+MINICPMV_VOCAB = Vocab(
+    ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "</image>", "<slice>",
+     "</slice>", "<image_id>", "</image_id>"),
+    named={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "image_start_token": "<image>",
+           "image_end_token": "</image>", "slice_start_token": "<slice>", "slice_end_token": "</slice>",
+           "image_id_start_token": "<image_id>", "image_id_end_token": "</image_id>"},
+    ids={"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>"})
+MINICPMV4_7_VOCAB = Vocab(MINICPMV_VOCAB.tokens, named=MINICPMV_VOCAB.named, ids={
+    **MINICPMV_VOCAB.ids, "image_start_id": "<image>", "image_end_id": "</image>", "slice_start_id": "<slice>",
+    "slice_end_id": "</slice>"})
+MINICPMV_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                       patch_size=4)
+
 OMNI_VOCAB = Vocab(
     ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_bos|>", "<|vision_eos|>", "<|audio_bos|>",
      "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|AUDIO|>"),
@@ -394,6 +454,13 @@ SPECS: dict[str, TinySpec] = {spec.model_type: spec for spec in (
     TinySpec("molmo2", "Molmo2Config", MOLMO2_VOCAB, text=dict(head_dim=HEAD_DIM, additional_vocab_size=0),
              text_class="Molmo2TextConfig", vision=MOLMO2_VISION, extra=dict(adapter_config=MOLMO2_ADAPTER),
              processor=_molmo2_processor, max_videos=1),
+    TinySpec("smolvlm", "SmolVLMConfig", SMOLVLM_VOCAB, text=dict(model_type="llama", head_dim=HEAD_DIM),
+             vision=SMOLVLM_VISION, extra=dict(scale_factor=2), processor=_smolvlm_processor),
+    TinySpec("minicpmv4_6", "MiniCPMV4_6Config", MINICPMV_VOCAB, text=QWEN35_TEXT, vision=MINICPMV_VISION,
+             extra=dict(insert_layer_id=0), processor=_minicpmv_processor),
+    TinySpec("minicpmv4_7", "MiniCPMV4_7Config", MINICPMV4_7_VOCAB, text=QWEN35_TEXT,
+             vision=MINICPMV_VISION, extra=dict(insert_layer_id=0, newline_id=byte_id("\n")),
+             processor=_minicpmv_processor),
     *_omni("qwen2_5_omni", "Qwen2_5Omni", text=dict(rope_parameters=MROPE), audio=OMNI_AUDIO,
            vision=dict(QWEN_VISION, hidden_size=32, intermediate_size=64, out_hidden_size=HIDDEN,
                        fullatt_block_indexes=[1], window_size=32)),

@@ -7,7 +7,8 @@ where torch has the kernel, ``(x - mean) / std``, zero padding and slicing for t
 
 - Where transformers' module imports without torchvision, the port is its class with :class:`TorchPixelOps`
   after it in the MRO (so the family's own ``resize`` still computes the target size):
-  :class:`TorchGlm4vVideoProcessor`, :class:`TorchLlavaNextVideoVideoProcessor`.
+  :class:`TorchGlm4vVideoProcessor`, :class:`TorchLlavaNextVideoVideoProcessor`, :class:`TorchMolmo2VideoProcessor`,
+  :class:`TorchSmolVLMVideoProcessor`, :class:`TorchMiniCPMV4_6VideoProcessor`.
 - Where the module imports torchvision at load time (Gemma 4, InternVL, VideoLLaMA3), its rules are rebuilt
   on ``BaseVideoProcessor``: the same class defaults, target sizes, patch layout and extra outputs.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.image_processing_backends import TorchvisionBackend
@@ -35,9 +37,11 @@ from transformers.models.glm4v.video_processing_glm4v import Glm4vVideoProcessor
 from transformers.models.llava_next_video.video_processing_llava_next_video import (
     LlavaNextVideoVideoProcessor,
 )
+from transformers.models.minicpmv4_6.video_processing_minicpmv4_6 import MiniCPMV4_6VideoProcessor
 from transformers.models.molmo2.image_processing_molmo2 import Molmo2ImageProcessor
 from transformers.models.molmo2.video_processing_molmo2 import Molmo2VideoProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import convert_to_rgb, group_videos_by_shape, reorder_videos
@@ -52,9 +56,11 @@ def resize_pixels(image: torch.Tensor, height: int, width: int, resample=None, a
     uint8 stays uint8 through torch's native kernel on CPU (bicubic, and bilinear with AVX2) and goes
     through float with clamp-and-round elsewhere, like torchvision.
     """
+    if resample == PILImageResampling.LANCZOS:
+        return _resize_lanczos(image, height, width)
     mode = _MODES.get(resample if resample is not None else PILImageResampling.BILINEAR)
     if mode is None:
-        raise ValueError(f"the torch-only resize supports {sorted(m.name for m in _MODES)}, got {resample!r}")
+        raise ValueError(f"the torch-only resize supports {sorted(m.name for m in (*_MODES, PILImageResampling.LANCZOS))}, got {resample!r}")
     if tuple(image.shape[-2:]) == (height, width):
         return image
     lead, dtype = image.shape[:-3], image.dtype
@@ -71,6 +77,20 @@ def resize_pixels(image: torch.Tensor, height: int, width: int, resample=None, a
             x = x.clamp_(0, 255)
         x = x.round_().to(dtype)
     return x.reshape(*lead, *x.shape[-3:])
+
+
+def _resize_lanczos(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """LANCZOS resize of uint8 ``image[..., 3, H, W]`` on CPU, frame by frame through PIL (as torchvision >= 0.27
+    does on CPU, and as the families' PIL image processors do)."""
+    from PIL import Image
+
+    if image.dtype != torch.uint8 or image.device.type != "cpu":
+        raise ValueError("the torch-only LANCZOS resize takes uint8 frames on the CPU (resize before rescaling)")
+    if tuple(image.shape[-2:]) == (height, width):
+        return image
+    frames = image.reshape(-1, *image.shape[-3:]).permute(0, 2, 3, 1).contiguous().numpy()
+    out = [torch.from_numpy(np.array(Image.fromarray(f).resize((width, height), Image.LANCZOS))) for f in frames]
+    return torch.stack(out).permute(0, 3, 1, 2).reshape(*image.shape[:-2], height, width)
 
 
 class _VideoLlama3Kwargs(VideosKwargs, total=False):
@@ -150,6 +170,19 @@ class TorchMolmo2VideoProcessor(Molmo2VideoProcessor, TorchPixelOps):
 
 class TorchMolmo2ImageProcessor(Molmo2ImageProcessor, TorchPixelOps):
     """transformers' ``Molmo2ImageProcessor`` (torchvision backend) with the torch pixel ops."""
+
+    convert_to_rgb = TorchPixelOps.convert_to_rgb
+
+
+class TorchSmolVLMVideoProcessor(SmolVLMVideoProcessor, TorchPixelOps):
+    """transformers' ``SmolVLMVideoProcessor``: longest-edge resize, then a square ``max_image_size`` resize (LANCZOS by
+    default, through PIL), padding to the batch's largest video with ``pixel_attention_mask``."""
+
+    convert_to_rgb = TorchPixelOps.convert_to_rgb
+
+
+class TorchMiniCPMV4_6VideoProcessor(MiniCPMV4_6VideoProcessor, TorchPixelOps):
+    """transformers' ``MiniCPMV4_6VideoProcessor``: every frame an overview plus slices, NaViT-packed patches."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
