@@ -38,6 +38,7 @@ BASES = {
     "llava_hf": ("llava_onevision", "max_frames_num=4"),
 }
 RATIO = 0.25
+SHORT_DOC, SHORT_CLIP_FRAMES = 2, 7  # fewer frames than max_num_frames, and odd
 
 TASK_YAML = """task: {task}
 dataset_path: json
@@ -113,7 +114,8 @@ def cli(tmp_path_factory):
         processor.save_pretrained(root / model_type)
     docs = []
     for i in range(DOCS):
-        clip = write_video(root / f"clip{i}.mp4", vt.random_video(8, 64, 64, seed=i), fps=4)
+        frames = SHORT_CLIP_FRAMES if i == SHORT_DOC else 8  # the runs ask for up to 8 frames
+        clip = write_video(root / f"clip{i}.mp4", vt.random_video(frames, 64, 64, seed=i), fps=4)
         docs.append({"video": str(clip), "question": f"Which colour moves? ({i})",
                      "options": ["red", "green", "blue"], "answer": "ABC"[i]})
     (root / "data.json").write_text(json.dumps(docs))
@@ -211,6 +213,17 @@ def test_generic_id_reads_the_base_from_the_checkpoint(cli):
     root, _, _ = cli
     generic, _ = _stats(root, "generic")
     assert generic == _stats(root, "llava_hf-chat-vcast")[0]
+
+
+@pytest.mark.parametrize("kind", ["chat", "simple"])
+def test_qwen3_vl_reads_a_clip_shorter_than_max_num_frames(cli, kind):
+    """lmms-eval's Qwen3-VL class asks for exactly max_num_frames and fails on this clip; vcast's asks for at
+    most that many: 8 frames (4 temporal patches) of the long clips, 6 (3) of the 7-frame one."""
+    root, _, _ = cli
+    for method in ("vcast", "none"):
+        stats, _ = _stats(root, f"qwen3_vl-{kind}-{method}")
+        for doc_id, line in stats.items():
+            assert line["video_tokens_before"] == (3 if doc_id == SHORT_DOC else 4) * 16
 
 
 def test_other_methods_and_options_pass_through(cli):

@@ -232,6 +232,26 @@ def _llava_device_map(options: dict) -> None:
         options["device_map"] = options.get("device", "cuda")
 
 
+class _Qwen3FrameCap:
+    """Frame counts lmms-eval's Qwen3-VL class can always read.
+
+    That class asks qwen-vl-utils for ``nframes=max_num_frames``, which raises on a clip with fewer
+    frames (the chat class stops the whole evaluation; the simple class caps at the clip's length but
+    fails when an odd count rounds up past it). Here it asks for ``min_frames = max_frames =
+    max_num_frames`` instead: the same frames wherever the clip has that many, otherwise the largest
+    even count it has (as V-CAST's own lmms-eval fork does).
+    """
+
+    def _build_video_kwargs(self):
+        kwargs = super()._build_video_kwargs()
+        if "nframes" in kwargs:
+            n = kwargs.pop("nframes")
+            kwargs.update(min_frames=n, max_frames=n)
+        return kwargs
+
+
+#: base -> extra mixins of its class (workarounds for lmms-eval wrapper bugs).
+_BASE_MIXINS = {"qwen3_vl": (_Qwen3FrameCap,), "qwen3_5": (_Qwen3FrameCap,)}
 #: base -> fix-up of the base options before the class is built (workarounds for lmms-eval defaults).
 _BEFORE_INIT = {"llava_hf": _llava_device_map}
 #: (base, kind) -> fix-up of the built instance (workarounds for lmms-eval wrapper bugs).
@@ -333,7 +353,7 @@ def model_class(base: str | None, kind: str) -> type:
         module, attr = path.rsplit(".", 1)
         parent = getattr(importlib.import_module(module), attr)
         doc = f"lmms-eval's {base} ({kind}) with vcast pruning; see {__name__}."
-        cls = type(name, (VCastModelMixin, parent), {"__module__": __name__, "vcast_base": base, "vcast_kind": kind,
+        cls = type(name, (VCastModelMixin, *_BASE_MIXINS.get(base, ()), parent), {"__module__": __name__, "vcast_base": base, "vcast_kind": kind,
                                                      "__doc__": doc})
     _CLASSES[name] = cls
     return cls
