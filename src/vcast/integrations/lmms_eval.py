@@ -222,6 +222,8 @@ class _LlavaChatProcessor:
         return self._processor(*args, images=images, videos=videos, **kwargs)
 
     def __getattr__(self, name: str):
+        if name in ("_lm", "_processor"):  # not set yet (copy/pickle protocols): no recursion
+            raise AttributeError(name)
         return getattr(self._processor, name)
 
 

@@ -64,47 +64,49 @@ def assign_videos_to_rows(videos: list[dict], row_video_tokens: list[int]) -> li
     return rows
 
 
-class _DocsLog:
+class _View:
+    """Passes everything but item access through to the wrapped object."""
+
+    def __init__(self, data) -> None:
+        self._data = data
+
+    def __contains__(self, key) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __getattr__(self, name: str):
+        if name == "_data":  # not set yet (copy/pickle protocols): no recursion
+            raise AttributeError(name)
+        return getattr(self._data, name)
+
+
+class _DocsLog(_View):
     """One split of a dataset; reading document ``i`` records ``(task, split, i)``."""
 
     def __init__(self, split_data, task: str, split: str, on_read) -> None:
-        self._data, self._task, self._split, self._on_read = split_data, task, split, on_read
+        super().__init__(split_data)
+        self._task, self._split, self._on_read = task, split, on_read
 
     def __getitem__(self, key):
         if isinstance(key, int) and not isinstance(key, bool):
             self._on_read((self._task, self._split, key))
         return self._data[key]
 
-    def __len__(self) -> int:
-        return len(self._data)
 
-    def __iter__(self):
-        return iter(self._data)
-
-    def __getattr__(self, name: str):
-        return getattr(self._data, name)
-
-
-class _SplitsLog:
+class _SplitsLog(_View):
     """One task's dataset (split name -> documents), handing out :class:`_DocsLog` splits."""
 
     def __init__(self, dataset, task: str, on_read) -> None:
-        self._data, self._task, self._on_read = dataset, task, on_read
+        super().__init__(dataset)
+        self._task, self._on_read = task, on_read
 
     def __getitem__(self, split):
         return _DocsLog(self._data[split], self._task, split, self._on_read)
-
-    def __contains__(self, split) -> bool:
-        return split in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __iter__(self):
-        return iter(self._data)
-
-    def __getattr__(self, name: str):
-        return getattr(self._data, name)
 
 
 class DocReadLog(dict):
