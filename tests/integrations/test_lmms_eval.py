@@ -45,6 +45,8 @@ def test_split_options_builds_the_method_config_and_passes_the_rest():
     cfg, rest = le.split_options("evs", {"retain_ratio": 1, "fps": 2})
     assert cfg.method == "evs" and cfg.retain_ratio == 1 and rest == {"fps": 2}
     assert le.split_options("none", {"pretrained": "x"}) == (None, {"pretrained": "x"})
+    cfg, _ = le.split_options("vcast", {"reproduce": "authors", "retain_ratio": 0.15})
+    assert cfg == vcast.VCastConfig(retain_ratio=0.15, reproduce="authors")
 
 
 def test_split_options_errors():
@@ -144,6 +146,7 @@ def test_stats_recorder_pruned_batch_matches_unpruned(tmp_path):
     length = inputs["input_ids"].shape[1]
     for row, (u, p) in enumerate(zip(a, b)):
         assert u["method"] == "none" and u["videos"] == [] and p["method"] == "vcast"
+        assert u["config"] is None and p["config"] == vcast.VCastConfig(retain_ratio=0.25).to_dict()
         assert u["prefill_length_before"] == u["prefill_length_after"] == length == p["prefill_length_before"]
         assert u["prompt_tokens_before"] == u["prompt_tokens_after"] == p["prompt_tokens_before"]
         assert u["video_tokens_before"] == u["video_tokens_after"] == p["video_tokens_before"] == [32, 64][row]

@@ -2,7 +2,7 @@
 
 One ``python -m lmms_eval --config runs.yaml`` process runs every configuration (Qwen3-VL,
 Qwen2.5-VL and LLaVA-OneVision; chat and simple classes; pruned and unpruned; the generic
-``--model vcast``; another method; a bad option). lmms-eval exits 0 even after
+``--model vcast``; another method; ``reproduce=``; a bad option). lmms-eval exits 0 even after
 ``Error during evaluation``, so every check reads the results, samples and stats files.
 Skipped where lmms-eval is not installed (``pip install "vcast[lmms-eval]"``), unless
 ``VCAST_REQUIRE_LMMS_EVAL=1`` (CI's lmms-eval step) makes that an error.
@@ -100,6 +100,8 @@ def _runs(root: Path) -> dict[str, dict]:
                                                f"retain_ratio={RATIO}", root=root)
     runs["evs"] = _run("evs", "vcast_qwen3_vl", f"pretrained={root / 'qwen3_vl'},{BASES['qwen3_vl'][1]},"
                                                 "method=evs,retain_ratio=0.5", root=root)
+    runs["authors"] = _run("authors", "vcast_qwen3_vl", f"pretrained={root / 'qwen3_vl'},{BASES['qwen3_vl'][1]},"
+                                                        f"retain_ratio={RATIO},reproduce=authors", root=root)
     runs["bad"] = _run("bad", "vcast_qwen3_vl", f"pretrained={root / 'qwen3_vl'},retain_ratio=2", root=root)
     return runs
 
@@ -149,7 +151,7 @@ def _stats(root, name):
     return {line["doc_id"]: line for line in lines}, lines
 
 
-GOOD = [f"{b}-{k}-{m}" for b in BASES for k in ("chat", "simple") for m in ("vcast", "none")] + ["generic", "evs"]
+GOOD = [f"{b}-{k}-{m}" for b in BASES for k in ("chat", "simple") for m in ("vcast", "none")] + ["generic", "evs", "authors"]
 
 
 def test_only_the_bad_run_failed(cli):
@@ -169,7 +171,7 @@ def test_results_samples_and_prompts(cli, name):
     assert results["n-samples"][TASK]["effective"] == DOCS
     samples = _samples(root, name)
     assert sorted(s["doc_id"] for s in samples) == list(range(DOCS))
-    base = "llava_hf" if name == "generic" else "qwen3_vl" if name == "evs" else name.split("-")[0]
+    base = "llava_hf" if name == "generic" else "qwen3_vl" if name in ("evs", "authors") else name.split("-")[0]
     for s in samples:  # the base's prompt block, not lmms-eval's default for an unknown --model
         assert s["input"].endswith(f"[{base} prompt]"), s["input"]
 
@@ -230,7 +232,7 @@ def test_other_methods_and_options_pass_through(cli):
     root, _, _ = cli
     evs, _ = _stats(root, "evs")
     for line in evs.values():
-        assert line["method"] == "evs"
+        assert line["method"] == "evs" and line["config"]["retain_ratio"] == 0.5
         (video,) = line["videos"]
         assert video["tokens_kept"] == round(video["tokens_before"] * 0.5)
 
@@ -250,3 +252,13 @@ def test_adopt_prompt_blocks_changes_only_a_task_manager_named_for_vcast():
     theirs.model_name = "qwen3_vl"
     del ours
     assert not built_inside(theirs) and theirs.model_name == "qwen3_vl"
+
+
+def test_reproduce_passes_through_as_a_config_field(cli):
+    root, _, _ = cli
+    authors, _ = _stats(root, "authors")
+    default, _ = _stats(root, "qwen3_vl-chat-vcast")
+    assert sorted(authors) == sorted(default)
+    for doc_id, line in authors.items():
+        assert line["config"]["reproduce"] == "authors" and default[doc_id]["config"]["reproduce"] is None
+        assert line["prefill_length_before"] == default[doc_id]["prefill_length_before"]

@@ -2,13 +2,14 @@
 
 PATH gets one JSON object per line, one line per sample (prefill row), in the order the samples ran::
 
-    {"task": "videomme", "split": "test", "doc_id": 17, "method": "vcast",
+    {"task": "videomme", "split": "test", "doc_id": 17, "method": "vcast", "config": {"retain_ratio": 0.25, ...},
      "videos": [{"frames": 32, "tokens_per_frame": 196, "tokens_before": 6272, "tokens_kept": 1568,
                  "ratio_used": 0.25}],
      "video_tokens_before": 6272, "video_tokens_after": 1568,
      "prompt_tokens_before": 6301, "prompt_tokens_after": 1597,
      "prefill_length_before": 6301, "prefill_length_after": 1597, "batch_rows": 1}
 
+- ``config``: the method config (``MethodConfig.to_dict()``; None with ``method=none``);
 - ``videos``: each video of the sample as vcast pruned it (its T x N grid; empty with ``method=none``
   or when the prefill held no video);
 - ``video_tokens_*``: the video placeholder tokens in this sample's prompt (LLaVA-OneVision counts its
@@ -135,6 +136,7 @@ class StatsRecorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
         self.handle, self.method = handle, method
+        self.config = None if handle is None else handle.config.to_dict()
         cfg = model.config
         token = getattr(cfg, "video_token_id", None)
         if token is None:
@@ -195,7 +197,7 @@ class StatsRecorder:
                 task, split, doc_id = self.reads.popleft() if self.reads else (None, None, None)
                 dropped = before["prompt"][r] - prompt_after[r]
                 f.write(json.dumps({
-                    "task": task, "split": split, "doc_id": doc_id, "method": self.method,
+                    "task": task, "split": split, "doc_id": doc_id, "method": self.method, "config": self.config,
                     "videos": per_row[r],
                     "video_tokens_before": before["video"][r], "video_tokens_after": before["video"][r] - dropped,
                     "prompt_tokens_before": before["prompt"][r], "prompt_tokens_after": prompt_after[r],
