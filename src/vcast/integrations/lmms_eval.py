@@ -13,13 +13,19 @@ Installed with ``pip install "vcast[lmms-eval]"``, which registers this module u
 ``attn_implementation``, ...) plus:
 
 - ``method``: a registered vcast method (default ``vcast``), or ``none`` for the unpruned model;
-- any option of that method's config, e.g. ``retain_ratio=0.25``, ``temperature=0.7``, ``prune_at=vision:2``;
+- any option of that method's config, e.g. ``retain_ratio=0.25``, ``temperature=0.7``, ``prune_at=vision:2``,
+  ``reproduce=authors``;
 - ``vcast_stats=PATH``: a JSON-lines file, one line per sample (see :mod:`vcast.integrations.lmms_eval_stats`);
 - ``prompts=ID``: take the tasks' prompt blocks of lmms-eval model ``ID`` instead of the base's.
 
 lmms-eval picks a task's prompt block by the ``--model`` string. It makes the task manager before
 it builds the model and the tasks after, so the model, while it is built, sets that run's task
 manager to read the base's blocks (:func:`adopt_prompt_blocks`); every request is checked against it.
+
+Where lmms-eval 0.7.3's own classes fail on video prompts, these classes work around it, each in one
+small piece: :class:`_Qwen3FrameCap` (Qwen3-VL on clips shorter than ``max_num_frames``),
+:class:`_LlavaChatProcessor` (chat ``llava_hf``: ``images=[]``, whole-file video decoding) and
+:func:`_llava_device_map` (``llava_hf``'s empty ``device_map`` default under transformers 5).
 
 lmms-eval is imported lazily: this module imports without it.
 """
