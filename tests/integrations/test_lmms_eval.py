@@ -28,8 +28,12 @@ def test_importing_the_integration_does_not_import_lmms_eval():
 
 
 def test_offered_bases_and_model_types():
-    assert le.offered_bases()[:4] == ["qwen3_vl", "qwen2_5_vl", "qwen2_vl", "llava_hf"]
+    assert le.offered_bases() == ["qwen3_vl", "qwen2_5_vl", "qwen2_vl", "llava_hf", "qwen3_5"]
     assert le.base_for_model_type("qwen3_vl_moe") == "qwen3_vl"
+    assert le.base_for_model_type("qwen3_5_moe") == "qwen3_5"
+    for pruned_elsewhere in ("glm4v", "gemma4", "internvl"):  # vcast prunes them; lmms-eval's classes are not offered
+        with pytest.raises(ConfigError, match="no lmms-eval base"):
+            le.base_for_model_type(pruned_elsewhere)
     assert le.base_for_model_type("llava_onevision") == "llava_hf"
     with pytest.raises(ConfigError, match="base="):
         le.base_for_model_type("gpt2")

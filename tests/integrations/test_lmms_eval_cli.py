@@ -1,7 +1,7 @@
 """The real ``lmms_eval`` CLI, offline, on tiny saved models and a tiny local video QA task.
 
 One ``python -m lmms_eval --config runs.yaml`` process runs every configuration (Qwen3-VL,
-Qwen2.5-VL and LLaVA-OneVision; chat and simple classes; pruned and unpruned; the generic
+Qwen2.5-VL, Qwen2-VL, LLaVA-OneVision and Qwen3.5; chat and simple classes; pruned and unpruned; the generic
 ``--model vcast``; another method; ``reproduce=``; a bad option). lmms-eval exits 0 even after
 ``Error during evaluation``, so every check reads the results, samples and stats files.
 Skipped where lmms-eval is not installed (``pip install "vcast[lmms-eval]"``), unless
@@ -36,7 +36,14 @@ BASES = {
     "qwen3_vl": ("qwen3_vl", "device_map=cpu,min_pixels=4096,max_pixels=4096,max_num_frames=8"),
     "qwen2_5_vl": ("qwen2_5_vl", "device_map=cpu,min_pixels=4096,max_pixels=4096,max_num_frames=8"),
     "llava_hf": ("llava_onevision", "max_frames_num=4"),
+    "qwen3_5": ("qwen3_5", "device_map=cpu,min_pixels=4096,max_pixels=4096,max_num_frames=8"),
+    "qwen2_vl": ("qwen2_vl", "device_map=cpu,min_pixels=4096,max_pixels=4096,max_num_frames=8"),
 }
+SIMPLE_ONLY = {"qwen2_vl"}  # lmms-eval has no chat class for it
+
+
+def kinds(base):
+    return ("simple",) if base in SIMPLE_ONLY else ("chat", "simple")
 RATIO = 0.25
 SHORT_DOC, SHORT_CLIP_FRAMES = 2, 7  # fewer frames than max_num_frames, and odd
 
@@ -89,7 +96,7 @@ def _run(name, model, model_args, *, force_simple=False, root):
 def _runs(root: Path) -> dict[str, dict]:
     runs = {}
     for base, (model_type, sizes) in BASES.items():
-        for kind in ("chat", "simple"):
+        for kind in kinds(base):
             for method in ("vcast", "none"):
                 args = f"pretrained={root / model_type},{sizes},method={method}"
                 if method == "vcast":
@@ -151,7 +158,7 @@ def _stats(root, name):
     return {line["doc_id"]: line for line in lines}, lines
 
 
-GOOD = [f"{b}-{k}-{m}" for b in BASES for k in ("chat", "simple") for m in ("vcast", "none")] + ["generic", "evs", "authors"]
+GOOD = [f"{b}-{k}-{m}" for b in BASES for k in kinds(b) for m in ("vcast", "none")] + ["generic", "evs", "authors"]
 
 
 def test_only_the_bad_run_failed(cli):
@@ -176,8 +183,7 @@ def test_results_samples_and_prompts(cli, name):
         assert s["input"].endswith(f"[{base} prompt]"), s["input"]
 
 
-@pytest.mark.parametrize("base", list(BASES))
-@pytest.mark.parametrize("kind", ["chat", "simple"])
+@pytest.mark.parametrize(("base", "kind"), [(b, k) for b in BASES for k in kinds(b)])
 def test_pruned_prefill_is_shorter_by_exactly_the_dropped_tokens(cli, base, kind):
     root, _, _ = cli
     pruned, lines = _stats(root, f"{base}-{kind}-vcast")
@@ -227,6 +233,18 @@ def test_qwen3_vl_reads_a_clip_shorter_than_max_num_frames(cli, kind):
         for doc_id, line in stats.items():
             assert line["video_tokens_before"] == (3 if doc_id == SHORT_DOC else 4) * 16
 
+
+
+@pytest.mark.parametrize("kind", ["chat", "simple"])
+def test_qwen3_5_samples_frames_by_fps(cli, kind):
+    """lmms-eval's Qwen3.5 class sets total_pixels, so qwen-vl-utils samples at its 2 fps, capped at max_num_frames:
+    4 frames (2 temporal patches) of every 4-fps clip here, the 7-frame one included; vcast changes none of it."""
+    root, _, _ = cli
+    for method in ("vcast", "none"):
+        stats, _ = _stats(root, f"qwen3_5-{kind}-{method}")
+        assert sorted(stats) == list(range(DOCS))
+        for line in stats.values():
+            assert line["video_tokens_before"] == 2 * 16
 
 def test_other_methods_and_options_pass_through(cli):
     root, _, _ = cli

@@ -51,10 +51,12 @@ BASES: dict[str, tuple[str, ...]] = {
     "qwen2_vl": ("qwen2_vl",),
     "llava_hf": ("llava_onevision",),
     "qwen3_5": ("qwen3_5", "qwen3_5_moe"),
-    "glm4v": ("glm4v", "glm4v_moe"),
-    "gemma4": ("gemma4",),
-    "internvl_hf": ("internvl",),
 }
+# Not offered, though vcast prunes the family (each would be an lmms-eval class this project cannot run offline):
+# lmms-eval 0.7.3's `glm4v` sends every video file to the processor as an image; `gemma4` and `internvl_hf`
+# hand video files to transformers to decode (torchcodec and a system FFmpeg); `qwen2_5_omni` loads its
+# processor from the hub ("Qwen/Qwen2.5-Omni-7B") whatever `pretrained` says; `videollama3` runs the
+# checkpoint's remote code, not transformers' VideoLLaMA3 class.
 
 #: options this wrapper takes for itself (everything else goes to the method config or the base class).
 OWN_OPTIONS = ("method", "vcast_stats", "prompts", "base")
@@ -258,7 +260,8 @@ class _Qwen3FrameCap:
         return kwargs
 
 
-#: base -> extra mixins of its class (workarounds for lmms-eval wrapper bugs).
+#: base -> extra mixins of its class (workarounds for lmms-eval wrapper bugs). Qwen3.5's class inherits
+#: Qwen3-VL's frame request; with its default ``total_pixels`` it samples by fps and never asks for ``nframes``.
 _BASE_MIXINS = {"qwen3_vl": (_Qwen3FrameCap,), "qwen3_5": (_Qwen3FrameCap,)}
 #: base -> fix-up of the base options before the class is built (workarounds for lmms-eval defaults).
 _BEFORE_INIT = {"llava_hf": _llava_device_map}
