@@ -148,7 +148,7 @@ def test_saved_tiny_processor_loads_with_stock_auto_processor(model_type, tmp_pa
         torch.testing.assert_close(theirs[key], ours[key], atol=1e-5, rtol=0, msg=key)
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_5_vl", "qwen2_vl", "llava_onevision"])
+@pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_5_vl", "qwen2_vl", "llava_onevision", "qwen3_5"])
 def test_saved_tiny_model_reloads_with_stock_auto_classes(model_type, tmp_path):
     pytest.importorskip("torchvision", reason="transformers' own video processors need torchvision")
     from transformers import AutoModelForImageTextToText, AutoProcessor
