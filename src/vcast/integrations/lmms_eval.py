@@ -55,8 +55,8 @@ BASES: dict[str, tuple[str, ...]] = {
 # Not offered, though vcast prunes the family (each would be an lmms-eval class this project cannot run offline):
 # lmms-eval 0.7.3's `glm4v` sends every video file to the processor as an image; `gemma4` and `internvl_hf`
 # hand video files to transformers to decode (torchcodec and a system FFmpeg); `qwen2_5_omni` loads its
-# processor from the hub ("Qwen/Qwen2.5-Omni-7B") whatever `pretrained` says; `videollama3` runs the
-# checkpoint's remote code, not transformers' VideoLLaMA3 class.
+# processor from the hub ("Qwen/Qwen2.5-Omni-7B") whatever `pretrained` says; `videollama3` and `minicpm_v` run
+# the checkpoint's remote code, not transformers' classes. lmms-eval has no SmolVLM class.
 
 #: options this wrapper takes for itself (everything else goes to the method config or the base class).
 OWN_OPTIONS = ("method", "vcast_stats", "prompts", "base")
