@@ -33,6 +33,7 @@ def configs() -> list[tuple[str, dict]]:
 def readme_column() -> dict[str, str]:
     text = README.read_text()
     section = text[text.index("## Methods"):]
+    section = section[:section.find("\n## ", 1)] if "\n## " in section else section  # this section only
     rows = re.findall(r"^\| `([\w-]+)` \|(.*)$", section, flags=re.M)
     header = next(line for line in section.splitlines() if line.startswith("| name"))
     col = [c.strip() for c in header.strip("|").split("|")].index("every frame")

@@ -111,3 +111,53 @@ def test_table_tokenizers_round_trip_their_special_tokens(model_type):
     for token in spec.vocab.tokens:
         assert tok.convert_tokens_to_ids(token) == spec.vocab.id(token)
     assert tok.decode(tok("héllo wörld")["input_ids"]) == "héllo wörld"
+
+
+ALL_TYPES = sorted(set(vt.TINY_MODEL_TYPES))
+OMNI_SIZES_PER_CALL = {"qwen2_5_omni", "qwen2_5_omni_thinker", "qwen3_omni_moe", "qwen3_omni_moe_thinker"}
+
+
+@pytest.mark.parametrize("model_type", ALL_TYPES)
+def test_saved_processor_names_only_stock_transformers_classes(model_type, tmp_path):
+    import json
+
+    _, processor = tiny_or_skip(model_type)
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert "Torch" not in json.dumps(saved), saved  # no vcast port is written into the user's files
+
+
+@pytest.mark.parametrize("model_type", ALL_TYPES)
+def test_saved_tiny_processor_loads_with_stock_auto_processor(model_type, tmp_path):
+    """Where torchvision is installed, stock AutoProcessor rebuilds the processor from the saved folder and
+    gives the inputs vcast's torch-only ports gave."""
+    pytest.importorskip("torchvision", reason="transformers' own video processors need torchvision")
+    from transformers import AutoProcessor
+
+    _, processor = tiny_or_skip(model_type)
+    processor.save_pretrained(tmp_path)
+    stock = AutoProcessor.from_pretrained(tmp_path, local_files_only=True)
+    port = type(processor.video_processor)
+    assert type(stock.video_processor).__name__ == (port.stock_name or port.__name__.removeprefix("Torch"))
+    if model_type in OMNI_SIZES_PER_CALL:
+        return  # the Omni processors pass their 28-px size into every call (vcast's tiny port ignores it)
+    videos = [vt.random_video(4, 64, 64)]
+    ours, theirs = vt.make_inputs(processor, "What happens?", videos=videos), vt.make_inputs(stock, "What happens?", videos=videos)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(theirs[key], ours[key], atol=1e-5, rtol=0, msg=key)
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_5_vl", "qwen2_vl", "llava_onevision", "qwen3_5"])
+def test_saved_tiny_model_reloads_with_stock_auto_classes(model_type, tmp_path):
+    pytest.importorskip("torchvision", reason="transformers' own video processors need torchvision")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model, processor = vt.tiny_model(model_type)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path, local_files_only=True).eval()
+    inputs = vt.make_inputs(AutoProcessor.from_pretrained(tmp_path, local_files_only=True), "What happens?",
+                            videos=[vt.random_video(4, 64, 64)])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, atol=1e-5, rtol=0)

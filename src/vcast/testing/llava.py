@@ -26,7 +26,7 @@ from transformers.image_utils import ChannelDimension, PILImageResampling
 from transformers.models.llava_onevision.video_processing_llava_onevision import LlavaOnevisionVideoProcessor
 from transformers.video_utils import convert_to_rgb
 
-from vcast.testing._processor_check import VideoProcessorCheck
+from vcast.testing._processor_check import SavedAsStock, VideoProcessorCheck
 
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
@@ -48,14 +48,16 @@ _TORCH_MODES = {
 }
 
 
-class TorchLlavaOnevisionVideoProcessor(LlavaOnevisionVideoProcessor):
+class TorchLlavaOnevisionVideoProcessor(SavedAsStock, LlavaOnevisionVideoProcessor):
     """transformers' ``LlavaOnevisionVideoProcessor`` with its pixel ops in plain torch (no torchvision).
 
     Same settings and ``BaseVideoProcessor`` pipeline (resize to ``size``, rescale, CLIP-normalise);
     only the torchvision kernels are replaced, by the torch calls torchvision's v2 functional ops
     make themselves: the resize is ``F.interpolate(..., antialias=True)`` (uint8-native on CPU),
     and normalize is ``(x - mean) / std``. Output: ``pixel_values_videos`` ``[num_videos, T, 3, H, W]``.
+    It saves as ``LlavaOnevisionVideoProcessor`` (see ``SavedAsStock``).
     """
+
 
     def convert_to_rgb(self, video: torch.Tensor) -> torch.Tensor:
         """``[T, C, H, W]`` -> ``[T, 3, H, W]`` (grey replicated, alpha handled by transformers)."""

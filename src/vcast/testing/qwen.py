@@ -31,7 +31,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 from transformers.video_utils import convert_to_rgb
 
-from vcast.testing._processor_check import VideoProcessorCheck
+from vcast.testing._processor_check import SavedAsStock, VideoProcessorCheck
 
 QWEN_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl")
 
@@ -89,8 +89,12 @@ def _convert_to_rgb(video: torch.Tensor) -> torch.Tensor:
     return convert_to_rgb(video, input_data_format=ChannelDimension.FIRST)
 
 
-class TorchQwen3VLVideoProcessor(Qwen3VLVideoProcessor, _TorchPixelOps):
-    """The real ``Qwen3VLVideoProcessor`` with torch-only pixel ops (no torchvision needed)."""
+class TorchQwen3VLVideoProcessor(SavedAsStock, Qwen3VLVideoProcessor, _TorchPixelOps):
+    """The real ``Qwen3VLVideoProcessor`` with torch-only pixel ops (no torchvision needed).
+
+    It saves as ``Qwen3VLVideoProcessor`` (see ``SavedAsStock``), its Qwen2 port as ``Qwen2VLVideoProcessor``.
+    """
+
 
     def convert_to_rgb(self, video: torch.Tensor) -> torch.Tensor:
         return _convert_to_rgb(video)

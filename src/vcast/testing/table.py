@@ -300,6 +300,8 @@ def _omni_processor(processor_class: str):
             (from the processor's call defaults in transformers >= 5.24, from a module-level kwargs class
             before), which would give the tiny model 40x40-patch frames."""
 
+            stock_name = "Qwen2VLVideoProcessor"
+
             def preprocess(self, videos, **kwargs):
                 kwargs.pop("size", None)
                 return super().preprocess(videos, **kwargs)

@@ -11,6 +11,9 @@ where torch has the kernel, ``(x - mean) / std``, zero padding and slicing for t
   :class:`TorchSmolVLMVideoProcessor`, :class:`TorchMiniCPMV4_6VideoProcessor`.
 - Where the module imports torchvision at load time (Gemma 4, InternVL, VideoLLaMA3), its rules are rebuilt
   on ``BaseVideoProcessor``: the same class defaults, target sizes, patch layout and extra outputs.
+
+Every port saves under the name of the class it ports (``SavedAsStock``), so a saved tiny model loads
+with stock ``AutoProcessor`` where torchvision is installed.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoPro
 from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import convert_to_rgb, group_videos_by_shape, reorder_videos
+
+from vcast.testing._processor_check import SavedAsStock
 
 _MODES = {PILImageResampling.BICUBIC: "bicubic", PILImageResampling.BILINEAR: "bilinear",
           PILImageResampling.NEAREST: "nearest"}
@@ -150,44 +155,44 @@ class TorchPixelOps(TorchvisionBackend):
         return image[..., top:top + ch, left:left + cw]
 
 
-class TorchGlm4vVideoProcessor(Glm4vVideoProcessor, TorchPixelOps):
+class TorchGlm4vVideoProcessor(SavedAsStock, Glm4vVideoProcessor, TorchPixelOps):
     """transformers' ``Glm4vVideoProcessor`` (GLM-4.1V / 4.5V; also GLM-4.6V's rules without frame sampling)."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
 
-class TorchLlavaNextVideoVideoProcessor(LlavaNextVideoVideoProcessor, TorchPixelOps):
+class TorchLlavaNextVideoVideoProcessor(SavedAsStock, LlavaNextVideoVideoProcessor, TorchPixelOps):
     """transformers' ``LlavaNextVideoVideoProcessor``: shortest-edge resize, centre crop, CLIP normalisation."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
 
-class TorchMolmo2VideoProcessor(Molmo2VideoProcessor, TorchPixelOps):
+class TorchMolmo2VideoProcessor(SavedAsStock, Molmo2VideoProcessor, TorchPixelOps):
     """transformers' ``Molmo2VideoProcessor``: every frame resized to a square crop, patchified, pooling indices."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
 
-class TorchMolmo2ImageProcessor(Molmo2ImageProcessor, TorchPixelOps):
+class TorchMolmo2ImageProcessor(SavedAsStock, Molmo2ImageProcessor, TorchPixelOps):
     """transformers' ``Molmo2ImageProcessor`` (torchvision backend) with the torch pixel ops."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
 
-class TorchSmolVLMVideoProcessor(SmolVLMVideoProcessor, TorchPixelOps):
+class TorchSmolVLMVideoProcessor(SavedAsStock, SmolVLMVideoProcessor, TorchPixelOps):
     """transformers' ``SmolVLMVideoProcessor``: longest-edge resize, then a square ``max_image_size`` resize (LANCZOS by
     default, through PIL), padding to the batch's largest video with ``pixel_attention_mask``."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
 
-class TorchMiniCPMV4_6VideoProcessor(MiniCPMV4_6VideoProcessor, TorchPixelOps):
+class TorchMiniCPMV4_6VideoProcessor(SavedAsStock, MiniCPMV4_6VideoProcessor, TorchPixelOps):
     """transformers' ``MiniCPMV4_6VideoProcessor``: every frame an overview plus slices, NaViT-packed patches."""
 
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
 
-class TorchInternVLVideoProcessor(BaseVideoProcessor, TorchPixelOps):
+class TorchInternVLVideoProcessor(SavedAsStock, BaseVideoProcessor, TorchPixelOps):
     """InternVL's video processor rules (transformers' ``InternVLVideoProcessor``): every frame resized to
     ``size`` (default 384x384), CLIP-normalised; ``pixel_values_videos`` is ``[videos, T, 3, H, W]``."""
 
@@ -204,7 +209,7 @@ class TorchInternVLVideoProcessor(BaseVideoProcessor, TorchPixelOps):
     convert_to_rgb = TorchPixelOps.convert_to_rgb
 
 
-class TorchVideoLlama3VideoProcessor(BaseVideoProcessor, TorchPixelOps):
+class TorchVideoLlama3VideoProcessor(SavedAsStock, BaseVideoProcessor, TorchPixelOps):
     """VideoLLaMA3's video processor rules (transformers' ``VideoLlama3VideoProcessor``).
 
     Frames are resized with Qwen's ``smart_resize`` against a per-video pixel budget split over the frames
@@ -282,7 +287,7 @@ class TorchVideoLlama3VideoProcessor(BaseVideoProcessor, TorchPixelOps):
         return keep.flatten()
 
 
-class TorchGemma4VideoProcessor(BaseVideoProcessor, TorchPixelOps):
+class TorchGemma4VideoProcessor(SavedAsStock, BaseVideoProcessor, TorchPixelOps):
     """Gemma 4's video processor rules (transformers' ``Gemma4VideoProcessor``).
 
     Each frame is resized, keeping its aspect ratio, to the largest size with at most
