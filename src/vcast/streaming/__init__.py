@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from vcast.config import VCastConfig
 from vcast.streaming.config import StreamConfig
-from vcast.streaming.families import FAMILIES
+from vcast.streaming.families import NOT_STREAMED, SPECS, streamed_model_types
 from vcast.streaming.session import Answer, VideoStream, check_config
 
 
@@ -73,11 +73,13 @@ def stream(model, processor, config: VCastConfig | None = None, max_video_tokens
     """Start pruning a live video into ``model``'s KV cache (this stream's cache; weights untouched).
 
     Args:
-        model: a supported transformers Video LLM (``vcast.streaming.FAMILIES``: Qwen3-VL dense and MoE,
-            Qwen2.5-VL, Qwen2-VL, LLaVA-OneVision), without a ``vcast.apply`` handle.
+        model: a supported transformers Video LLM (``vcast.streaming.streamed_model_types()``; families the
+            family layer supports but streams cannot serve say why in ``vcast.streaming.NOT_STREAMED``),
+            without a ``vcast.apply`` handle.
         processor: its processor (tokenizer, video processor, chat template).
         config: a :class:`VCastConfig` with a numeric ``retain_ratio`` (default 0.25).
-        max_video_tokens: hard cap on video tokens in the cache (None: none).
+        max_video_tokens: hard cap on the cache slots the video holds, its tokens and the text around
+            its frames (None: none).
         half_life, skeleton: eviction options, see :class:`StreamConfig`.
         fps: frame rate assumed for chunks added without timestamps.
         template: the prompt text with the processor's video token (e.g. ``"<|video_pad|>"``) where the
@@ -94,4 +96,4 @@ def stream(model, processor, config: VCastConfig | None = None, max_video_tokens
     return VideoStream(model, processor, check_config(config), options, template)
 
 
-__all__ = ["FAMILIES", "Answer", "StreamConfig", "VideoStream", "stream"]
+__all__ = ["NOT_STREAMED", "SPECS", "Answer", "StreamConfig", "VideoStream", "stream", "streamed_model_types"]
