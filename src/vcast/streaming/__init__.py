@@ -24,14 +24,15 @@ How it works:
   do not stay in the context**, so every question sees the video alone and the next frames follow
   the video as if nothing had been asked. (Keeping a running dialogue in the context would make the
   video a multi-turn conversation with later frames in new turns; that is not implemented.)
-- ``max_video_tokens``: a hard cap on video tokens in the cache. When a commit would exceed it,
-  tokens are evicted by :mod:`vcast.core.evict` before anything is prefilled, so the cache never
+- ``max_video_tokens``: a hard cap on the cache slots the video holds (tokens and frame text). When a
+  commit would exceed it, tokens are evicted by :mod:`vcast.core.evict` before anything is prefilled, so the cache never
   holds more: a frame keeps a prefix of its dual-anchor ranking, frames share the cap in proportion
   to ``exp(c / tau)`` times a recency factor (D'Hondt apportionment; the order is fixed when a token
   arrives, so nothing thrashes), and a power-of-two skeleton keeps one token of every ``s``-th frame
   of the whole past. Survivors keep their KV entries, hence their positions. The cache (and the
   stream's memory) stays flat however long the stream runs: video tokens <= the cap, plus the
-  prompt prefix and, for Qwen3-VL, the timestamp text of the frames that still have tokens.
+  prompt prefix. The cap counts the text a processor writes around each frame (Qwen3-VL's
+  timestamps) with the frame's first token, so the cache never holds more than the prefix plus the cap.
 
 Bad input raises :class:`~vcast.errors.InputError` and leaves the stream unchanged: frames of another
 size than the first chunk, timestamps that do not increase, an empty chunk, ``ask`` before any frame.
