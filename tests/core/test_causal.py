@@ -290,6 +290,29 @@ def test_skeleton_strides_nest_and_are_protected() -> None:
         survivors(keys, protected, 3)
 
 
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 30), capacity=st.integers(0, 60), seed=st.integers(0, 2**16))
+def test_survivors_with_costs_are_the_longest_fitting_prefix_of_the_key_order(m, capacity, seed) -> None:
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randint(0, 5, (m,), generator=g).double()  # ties: the earlier candidate first
+    cost = torch.randint(1, 6, (m,), generator=g)
+    protected = torch.rand(m, generator=g) < 0.2
+    order = sorted(range(m), key=lambda i: (not bool(protected[i]), -float(keys[i]), i))
+    if int(cost[protected].sum()) > capacity:
+        with pytest.raises(ValueError, match="protected"):
+            survivors(keys, protected, capacity, cost)
+        return
+    expected, used = set(), 0
+    for i in order:  # an independent greedy walk: stop at the first candidate that does not fit
+        if used + int(cost[i]) > capacity:
+            break
+        expected.add(i)
+        used += int(cost[i])
+    keep = survivors(keys, protected, capacity, cost)
+    assert set(torch.nonzero(keep).flatten().tolist()) == expected
+    assert int(cost[keep].sum()) <= capacity and bool(keep[protected].all())
+
+
 @settings(max_examples=40, deadline=None)
 @given(t=st.integers(1, 20), n=st.integers(1, 20), ratio=st.floats(0.02, 1.0), chunk=st.integers(1, 25),
        curvature=st.sampled_from(["angle", "robust"]), seed=st.integers(0, 2**16))

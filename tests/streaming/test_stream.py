@@ -3,47 +3,20 @@ causality, the cache cap, bad input and question semantics."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import numpy as np
 import pytest
 import torch
-from conftest import tiny
+from conftest import QUESTION, _clip, _feed, _offline, _times, _until_eos, tiny
 
 import vcast
 from vcast.errors import ConfigError, InputError, UnsupportedModelError
 
-TYPES = ["qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl", "llava_onevision"]
-QUESTION = "What happens?"
-FPS = 2.0
-
-
-def _clip(frames: int = 14, seed: int = 3, size: int = 64) -> np.ndarray:
-    return vcast.testing.random_video(frames, size, size, seed=seed, motion=3.0)
-
-
-def _times(start: int, stop: int) -> list[float]:
-    return [i / FPS for i in range(start, stop)]
-
-
-def _feed(s, clip: np.ndarray, chunk: int, start: int = 0) -> list[dict]:
-    return [s.add_frames(clip[i:i + chunk], timestamps=_times(start + i, start + min(i + chunk, len(clip))))
-            for i in range(0, len(clip), chunk)]
-
-
-def _offline(model, processor, clip, config=None, max_new_tokens=6):
-    inputs = vcast.testing.make_inputs(processor, QUESTION, videos=[clip], fps=FPS)
-    if config is None:
-        logits = model(**inputs).logits[0, -1]
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        return logits, out[0, inputs["input_ids"].shape[1]:].tolist(), None
-    with vcast.enabled(model, config) as handle:
-        logits = model(**inputs).logits[0, -1]
-        selection = handle.selections[0]
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return logits, out[0, inputs["input_ids"].shape[1]:].tolist(), selection
-
-
-def _until_eos(tokens: list[int], eos: int) -> list[int]:
-    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+# every streamed family: r = 1.0 in chunks of 1, 2 and 7 frames equals offline generate
+TYPES = ["qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl", "llava_onevision", "qwen3_5", "qwen3_5_moe", "glm4v",
+         "glm4v_moe", "glm46v", "gemma4", "llava_next_video", "video_llama_3"]
 
 
 @pytest.mark.parametrize("model_type", TYPES)
@@ -62,7 +35,8 @@ def test_ratio_one_in_chunks_equals_offline_generate(model_type, chunk) -> None:
     assert s.stats["video_tokens"] == s.stats["frames_committed"] * n == len(clip) // s.family.temporal_patch * n
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_5_vl", "llava_onevision"])
+@pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_5_vl", "llava_onevision", "qwen3_5", "glm4v", "gemma4",
+                                        "llava_next_video", "video_llama_3"])
 @pytest.mark.parametrize("ratio,curvature", [(0.3, "angle"), (0.15, "angle"), (0.3, "robust")])
 def test_whole_clip_chunk_keeps_the_offline_pruned_set(model_type, ratio, curvature) -> None:
     model, processor = tiny(model_type)
@@ -98,30 +72,41 @@ def test_kept_tokens_of_a_frame_never_change_later(model_type) -> None:
     assert len(seen) >= 10 and n is not None
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen2_5_vl", "llava_onevision"])
-def test_cache_never_exceeds_the_cap_and_stays_flat(model_type) -> None:
+@pytest.mark.parametrize("model_type,cap", [("qwen3_vl", 400), ("qwen2_5_vl", 60), ("llava_onevision", 60),
+                                            ("qwen3_5", 400), ("gemma4", 400)])
+def test_the_cap_bounds_every_slot_the_video_holds(model_type, cap) -> None:
     model, processor = tiny(model_type)
     clip = _clip(120, seed=7, size=32)
-    cap = 60
     s = vcast.stream(model, processor, vcast.VCastConfig(retain_ratio=0.5), max_video_tokens=cap)
-    lengths = []
+    prefix = None
     for i in range(0, len(clip), 2):
         report = s.add_frames(clip[i:i + 2], timestamps=_times(i, i + 2))
-        assert report["video_tokens"] <= cap
-        lengths.append(report["cache_length"])
+        assert report["video_tokens"] <= report["video_slots"] <= cap
         assert len(s._cache.table) == report["cache_length"]
+        if report["cache_length"]:
+            prefix = report["cache_length"] - report["video_slots"] if prefix is None else prefix
+            # the cache is the prompt's prefix plus at most `cap` slots of video tokens and frame text
+            assert report["cache_length"] - report["video_slots"] == prefix
     st = s.stats
-    assert st["evicted"] > 0 and st["video_tokens"] <= cap
-    # what else the cache holds is bounded too: the prompt prefix and the text of resident frames
+    assert st["evicted"] > 0 and st["video_tokens"] <= st["video_slots"] <= cap
     table = s._cache.table
-    frames = torch.unique(table.frame[table.frame >= 0])
-    assert frames.numel() <= cap
-    wrapper = torch.bincount(table.frame[(table.frame >= 0) & ~table.video]).max() if model_type == "qwen3_vl" else 0
-    assert max(lengths) <= int((table.frame < 0).sum()) + cap * (1 + int(wrapper))
+    text = int((~table.video & (table.frame >= 0)).sum())
+    assert st["video_slots"] == st["video_tokens"] + text
+    assert (text > 0) == (model_type in ("qwen3_vl", "qwen3_5", "gemma4"))  # per-frame text counts against the cap
+    assert st["video_slots"] > cap - 30  # and the cap is used, not left empty
     # the skeleton keeps old frames: some token from the first quarter of the stream survives
     sel = s.selection()
     assert int(sel.frame_budget[: sel.num_frames // 4].sum()) > 0
-    assert s.ask(QUESTION, max_new_tokens=2).video_tokens <= cap
+    assert s.ask(QUESTION, max_new_tokens=2).video_tokens <= cap  # commits the frame still waiting
+    length = s.stats["cache_length"]
+    s.ask(QUESTION, max_new_tokens=2)
+    assert s.stats["cache_length"] == length <= prefix + cap
+
+
+def test_a_cap_too_small_for_one_frame_is_refused() -> None:
+    model, processor = tiny("qwen3_vl")
+    with pytest.raises(ConfigError, match="cannot hold one frame"):
+        vcast.stream(model, processor, max_video_tokens=5)  # one frame's "<0.0 seconds>" text alone is longer
 
 
 def test_eviction_keeps_each_frame_a_prefix_of_its_ranking() -> None:
@@ -135,7 +120,7 @@ def test_eviction_keeps_each_frame_a_prefix_of_its_ranking() -> None:
         assert ranks == list(range(len(ranks)))
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_vl", "llava_onevision"])
+@pytest.mark.parametrize("model_type", ["qwen3_vl", "llava_onevision", "qwen3_5", "gemma4"])
 def test_ask_leaves_the_stream_as_it_was(model_type) -> None:
     model, processor = tiny(model_type)
     clip = _clip(16)
@@ -296,9 +281,12 @@ def test_the_vision_tower_runs_once_per_frame(model_type) -> None:
     vanilla = inner.get_video_features
     seen = []
 
-    def counting(pixels, *args, **kwargs):
-        seen.append(int(args[0][:, 0].sum()) if args and args[0] is not None else int(pixels.shape[1]))
-        return vanilla(pixels, *args, **kwargs)
+    @functools.wraps(vanilla)
+    def counting(*args, **kwargs):
+        bound = inspect.signature(vanilla).bind(*args, **kwargs).arguments
+        grid = bound.get("video_grid_thw")
+        seen.append(int(grid[:, 0].sum()) if grid is not None else int(bound["pixel_values_videos"].shape[1]))
+        return vanilla(*args, **kwargs)
 
     inner.get_video_features = counting
     try:

@@ -20,6 +20,10 @@ keeps V-CAST's own allocation, applied across time:
    their protection and the others keep it: every stretch of ``s`` frames of the whole stream keeps at
    least one token, whatever its curvature.
 
+Every token costs one cache slot, and a frame's first token also the text its processor writes around
+the frame (Qwen3-VL's ``<t seconds>``, Gemma 4's ``MM:SS``, ...): the cap bounds every slot the video
+holds. The survivors are the longest prefix of the key order whose costs fit (:func:`survivors`).
+
 Keys are float64 and kept in log form (``log w_f - log(k + 1)``), so ``f`` can run to ~1e12 frames.
 """
 
@@ -66,18 +70,33 @@ def skeleton_mask(frame: torch.Tensor, rank: torch.Tensor, stride: int) -> torch
     return (rank == 0) & (frame % stride == 0)
 
 
-def survivors(keys: torch.Tensor, protected: torch.Tensor, capacity: int) -> torch.Tensor:
-    """``BoolTensor[M]``: the ``min(M, capacity)`` tokens that stay, protected ones first, then by
-    descending key (ties keep the earlier candidate). Raises ValueError if more than ``capacity``
-    tokens are protected."""
+def survivors(keys: torch.Tensor, protected: torch.Tensor, capacity: int,
+              cost: torch.Tensor | None = None) -> torch.Tensor:
+    """``BoolTensor[M]``: the tokens that stay, protected ones first, then by descending key (ties keep
+    the earlier candidate), as long as their costs sum to at most ``capacity``.
+
+    Args:
+        cost: ``LongTensor[M]``, the cache slots each token takes (None: one each, so ``min(M, capacity)``
+            tokens stay). A frame's first token carries its frame's text too (the timestamp a processor
+            writes around each frame), so that text leaves with the frame's last token.
+
+    The kept tokens are the longest prefix of that order that fits: the cut only moves to larger keys
+    as candidates arrive, so a token evicted now would never have been kept later.
+
+    Raises:
+        ValueError: the protected tokens alone cost more than ``capacity``.
+    """
     m = keys.shape[0]
-    if m <= capacity:
-        return torch.ones(m, dtype=torch.bool, device=keys.device)
-    n_protected = int(protected.sum())
-    if n_protected > capacity:
-        raise ValueError(f"{n_protected} protected tokens do not fit a capacity of {capacity}")
+    if cost is None:
+        if m <= capacity:
+            return torch.ones(m, dtype=torch.bool, device=keys.device)
+        cost = torch.ones(m, dtype=torch.long, device=keys.device)
+    protected_cost = int(cost[protected].sum())
+    if protected_cost > capacity:
+        raise ValueError(f"protected tokens costing {protected_cost} slots do not fit a capacity of {capacity}")
     ranked = torch.where(protected, torch.full_like(keys, math.inf), keys)
     order = torch.sort(ranked, descending=True, stable=True).indices
+    fits = torch.cumsum(cost[order], 0) <= capacity
     keep = torch.zeros(m, dtype=torch.bool, device=keys.device)
-    keep[order[:capacity]] = True
+    keep[order[fits]] = True
     return keep

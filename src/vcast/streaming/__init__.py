@@ -24,14 +24,15 @@ How it works:
   do not stay in the context**, so every question sees the video alone and the next frames follow
   the video as if nothing had been asked. (Keeping a running dialogue in the context would make the
   video a multi-turn conversation with later frames in new turns; that is not implemented.)
-- ``max_video_tokens``: a hard cap on video tokens in the cache. When a commit would exceed it,
-  tokens are evicted by :mod:`vcast.core.evict` before anything is prefilled, so the cache never
+- ``max_video_tokens``: a hard cap on the cache slots the video holds (tokens and frame text). When a
+  commit would exceed it, tokens are evicted by :mod:`vcast.core.evict` before anything is prefilled, so the cache never
   holds more: a frame keeps a prefix of its dual-anchor ranking, frames share the cap in proportion
   to ``exp(c / tau)`` times a recency factor (D'Hondt apportionment; the order is fixed when a token
   arrives, so nothing thrashes), and a power-of-two skeleton keeps one token of every ``s``-th frame
   of the whole past. Survivors keep their KV entries, hence their positions. The cache (and the
   stream's memory) stays flat however long the stream runs: video tokens <= the cap, plus the
-  prompt prefix and, for Qwen3-VL, the timestamp text of the frames that still have tokens.
+  prompt prefix. The cap counts the text a processor writes around each frame (Qwen3-VL's
+  timestamps) with the frame's first token, so the cache never holds more than the prefix plus the cap.
 
 Bad input raises :class:`~vcast.errors.InputError` and leaves the stream unchanged: frames of another
 size than the first chunk, timestamps that do not increase, an empty chunk, ``ask`` before any frame.
@@ -63,7 +64,7 @@ from __future__ import annotations
 
 from vcast.config import VCastConfig
 from vcast.streaming.config import StreamConfig
-from vcast.streaming.families import FAMILIES
+from vcast.streaming.families import NOT_STREAMED, SPECS, streamed_model_types
 from vcast.streaming.session import Answer, VideoStream, check_config
 
 
@@ -73,11 +74,13 @@ def stream(model, processor, config: VCastConfig | None = None, max_video_tokens
     """Start pruning a live video into ``model``'s KV cache (this stream's cache; weights untouched).
 
     Args:
-        model: a supported transformers Video LLM (``vcast.streaming.FAMILIES``: Qwen3-VL dense and MoE,
-            Qwen2.5-VL, Qwen2-VL, LLaVA-OneVision), without a ``vcast.apply`` handle.
+        model: a supported transformers Video LLM (``vcast.streaming.streamed_model_types()``; families the
+            family layer supports but streams cannot serve say why in ``vcast.streaming.NOT_STREAMED``),
+            without a ``vcast.apply`` handle.
         processor: its processor (tokenizer, video processor, chat template).
         config: a :class:`VCastConfig` with a numeric ``retain_ratio`` (default 0.25).
-        max_video_tokens: hard cap on video tokens in the cache (None: none).
+        max_video_tokens: hard cap on the cache slots the video holds, its tokens and the text around
+            its frames (None: none).
         half_life, skeleton: eviction options, see :class:`StreamConfig`.
         fps: frame rate assumed for chunks added without timestamps.
         template: the prompt text with the processor's video token (e.g. ``"<|video_pad|>"``) where the
@@ -94,4 +97,4 @@ def stream(model, processor, config: VCastConfig | None = None, max_video_tokens
     return VideoStream(model, processor, check_config(config), options, template)
 
 
-__all__ = ["FAMILIES", "Answer", "StreamConfig", "VideoStream", "stream"]
+__all__ = ["NOT_STREAMED", "SPECS", "Answer", "StreamConfig", "VideoStream", "stream", "streamed_model_types"]

@@ -2,8 +2,9 @@
 
 Slots are appended in prompt order and removed only by eviction (``keep``), which gathers every
 layer's keys and values along the sequence axis: the rotary embedding is already inside the cached
-keys, so the survivors keep their positions exactly. Answers extend the cache and are cut off again
-(:meth:`StreamCache.truncate`).
+keys, so the survivors keep their positions exactly. Answers extend the cache, which is then put back
+as it was (:meth:`StreamCache.snapshot` / :meth:`StreamCache.restore`: references to the attention
+layers' tensors, a copy of the linear-attention layers' fixed-size states).
 """
 
 from __future__ import annotations
@@ -68,24 +69,33 @@ def text_slots(n: int) -> dict[str, torch.Tensor]:
 
 
 class StreamCache:
-    """A ``DynamicCache`` and its :class:`SlotTable`, driven through the model's inner forward."""
+    """The model's own cache (``DynamicCache(config)``: full, sliding-window or linear-attention layers, as
+    the model would build it) and its :class:`SlotTable`, driven through the model's inner forward."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         from transformers import DynamicCache
 
         self.inner = inner
-        self.kv = DynamicCache()
+        self.kv = DynamicCache(config=inner.config)
         self.table = SlotTable()
         params = inspect.signature(inner.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.24
+        text = inner.config.get_text_config(decoder=True)
+        # Gemma 4 attends bidirectionally inside each frame's block, read from mm_token_type_ids
+        self.blocks = bool(getattr(text, "use_bidirectional_attention", None)) and "mm_token_type_ids" in params
+        window = getattr(text, "sliding_window", None)
+        has_sliding = "sliding_attention" in (getattr(text, "layer_types", None) or ())
+        self.window = int(window) if window and has_sliding else None
 
     def __len__(self) -> int:
         return self.kv.get_seq_length()
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, video=None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, video=None,
+                video_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Append ``ids[q]`` with position ids ``positions[R, q]`` (R = 3: MRoPE, the text row is the
         cache slot; R = 1: 1-D) and the video features ``video`` (an ``mm_encoder_outputs["video"]``
-        object for the video placeholders in ``ids``). Returns the last hidden states ``[1, q, H]``."""
+        object for the video placeholders ``video_mask[q]`` of ``ids``). Returns the last hidden states
+        ``[1, q, H]``."""
         device = next(self.inner.parameters()).device
         past, q = len(self), ids.shape[0]
         if positions.shape[0] == 3:
@@ -97,26 +107,69 @@ class StreamCache:
                   "attention_mask": torch.ones(1, past + q, dtype=torch.long, device=device), self.cache_arg: self.kv}
         if video is not None:
             kwargs["mm_encoder_outputs"] = {"video": video}
+        if self.blocks:
+            # transformers' block mask indexes the type ids by cache position (q_idx, kv_idx), so they cover
+            # the whole cache: the cached slots are typed text (no frame block spans two calls)
+            types = torch.zeros(past + q, dtype=torch.long)
+            if video_mask is not None:
+                types[past:] = video_mask.long() * 2
+            kwargs["mm_token_type_ids"] = types[None].to(device)
         return self.inner(**kwargs).last_hidden_state
 
-    def _layers(self):
+    def _attention_layers(self):
+        """The layers holding keys and values (linear-attention layers hold a fixed-size state instead)."""
         for layer in self.kv.layers:
-            if type(layer).__name__ != "DynamicLayer":
-                raise UnsupportedModelError(f"vcast streams edit full-attention caches only; this model's cache "
-                                            f"has a {type(layer).__name__} (sliding window or quantised layers)")
-            yield layer
+            if hasattr(layer, "keys") and getattr(layer, "is_initialized", True) and layer.keys is not None:
+                yield layer
 
     def keep(self, index: torch.Tensor) -> None:
-        """Keep only the slots ``index`` (sorted ``LongTensor``) in every layer and in the table."""
-        for layer in self._layers():
+        """Keep only the slots ``index`` (sorted ``LongTensor``) in every attention layer and in the table.
+
+        Linear-attention layers (Qwen3.5's Gated DeltaNet) keep their state: it is a fixed-size summary of
+        every token that entered, which cannot give one back. A sliding-window layer is edited like a full
+        one while it still holds every slot (the stream checks that its cache fits the window)."""
+        length = len(self.table)
+        for layer in self._attention_layers():
+            if layer.keys.shape[-2] != length:
+                raise UnsupportedModelError(
+                    f"a {type(layer).__name__} holds {layer.keys.shape[-2]} of the stream's {length} cache slots "
+                    "(a sliding window that has slid, or a quantised cache); vcast can evict only from layers that "
+                    "hold every slot")
             idx = index.to(layer.keys.device)
             layer.keys = layer.keys.index_select(-2, idx)
             layer.values = layer.values.index_select(-2, idx)
+            if hasattr(layer, "cumulative_length"):
+                layer.cumulative_length = int(index.shape[0])
         self.table.select(index)
 
-    def truncate(self, length: int) -> None:
-        """Cut the KV cache back to ``length`` slots (after an answer; the table is not extended by answers)."""
-        if len(self) > length:
-            for layer in self._layers():
-                layer.keys = layer.keys[..., :length, :]
-                layer.values = layer.values[..., :length, :]
+    def snapshot(self) -> list[dict]:
+        """What :meth:`restore` needs to put the cache back as it is now (before a question).
+
+        Attention layers append by making new tensors, so references to their keys and values (and a
+        sliding window's length) suffice. Linear-attention layers update their convolution and recurrent
+        states in place: the question works on copies of them and the originals are kept aside (one copy
+        of the fixed-size state per question)."""
+        saved = []
+        for layer in self.kv.layers:
+            entry = {k: getattr(layer, k) for k in _KV_FIELDS if hasattr(layer, k)}
+            entry.update({k: dict(getattr(layer, k)) for k in _LINEAR_FLAGS if hasattr(layer, k)})
+            for k in _LINEAR_STATES:
+                if hasattr(layer, k):
+                    states = getattr(layer, k)
+                    entry[k] = dict(states)  # the originals
+                    for i, t in states.items():
+                        if t is not None:
+                            states[i] = t.clone()
+            saved.append(entry)
+        return saved
+
+    def restore(self, saved: list[dict]) -> None:
+        """Put the cache back as it was at :meth:`snapshot` (after an answer)."""
+        for layer, entry in zip(self.kv.layers, saved):
+            for k, v in entry.items():
+                setattr(layer, k, v)
+
+
+_KV_FIELDS = ("keys", "values", "cumulative_length", "is_initialized")
+_LINEAR_STATES = ("conv_states", "recurrent_states")
+_LINEAR_FLAGS = ("is_conv_states_initialized", "is_recurrent_states_initialized", "has_previous_state")

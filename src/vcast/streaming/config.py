@@ -21,12 +21,14 @@ class StreamConfig:
     """How a stream keeps its cache and times its frames.
 
     Attributes:
-        max_video_tokens: hard cap on video tokens in the KV cache (None: no cap, the cache grows with
-            the stream). When a commit would exceed it, tokens are evicted by
-            :mod:`vcast.core.evict` (curvature weight x recency, D'Hondt, skeleton).
+        max_video_tokens: hard cap on the cache slots the video holds: its tokens plus the text the
+            processor writes around each frame that still has tokens (Qwen3-VL's ``<t seconds>``, Gemma 4's
+            ``MM:SS``, ...), so the cache never holds more than the prompt's prefix plus this between
+            questions (None: no cap, the cache grows with the stream). When a commit would exceed it,
+            tokens are evicted by :mod:`vcast.core.evict` (curvature weight x recency, D'Hondt, skeleton).
         half_life: frames (LLM frames) over which an older frame's eviction weight halves relative to
-            newer ones; None: ``max_video_tokens / (N * retain_ratio)``, the frames the cap holds at the
-            configured ratio; ``math.inf``: no recency preference.
+            newer ones; None: ``max_video_tokens / (N * retain_ratio + frame text)``, the frames the cap
+            holds at the configured ratio; ``math.inf``: no recency preference.
         skeleton: fraction of ``max_video_tokens`` reserved for the uniform skeleton of old frames
             (one token per frame on a power-of-two stride, its frame's text counted too: Qwen3-VL
             writes a timestamp around each frame), in [0, 0.5].
@@ -47,13 +49,13 @@ class StreamConfig:
         _number("skeleton", self.skeleton, 0.0, 0.5, low_open=False)
         _number("fps", self.fps, 0.0)
 
-    def resolved_half_life(self, tokens_per_frame: int, retain_ratio: float) -> float:
-        """The half-life in frames (see ``half_life``)."""
+    def resolved_half_life(self, slots_per_frame: float) -> float:
+        """The half-life in frames (see ``half_life``), for frames taking ``slots_per_frame`` cache slots."""
         if self.half_life is not None:
             return float(self.half_life)
         if self.max_video_tokens is None:
             return math.inf
-        return max(1.0, self.max_video_tokens / max(tokens_per_frame * retain_ratio, 1.0))
+        return max(1.0, self.max_video_tokens / max(slots_per_frame, 1.0))
 
     @property
     def skeleton_slots(self) -> int:

@@ -1,35 +1,49 @@
-"""What a model family contributes to a stream: encoding frames, the prompt text around each frame,
-and the position ids every token would have had in the whole, unpruned video.
+"""What a model family contributes to a stream, read from its pruning adapter's declarations.
 
-A family never sees the LLM or the cache (that is :mod:`vcast.streaming.session`); it answers three
-questions with the model's own processor and vision tower:
+A stream needs, per family: how to encode a chunk of frames, the prompt text around each frame, and the
+position ids every token would have had in the whole, unpruned video. Almost all of it is what the
+family layer (:mod:`vcast.models.family`) already declares for offline pruning, so
+:class:`StreamFamily` builds on the family's adapter (never attached to the model):
 
-- :meth:`StreamFamily.encode`: post-merger tokens ``[P, N, D]`` of ``P`` LLM frames (plus per-token
-  extras that travel with each kept token, e.g. Qwen3-VL's deepstack features);
-- :meth:`StreamFamily.frame_run`: the ids and positions of one committed frame's run (its kept
-  tokens, and the text the processor writes around the frame, e.g. Qwen3-VL's ``<t seconds>``);
-- :meth:`StreamFamily.close_video`: what follows the last frame when a question arrives (LLaVA's
-  newline token) and where the question's text positions start.
+- **encoding**: the processor's video processor, then the adapter's encoder call
+  (:meth:`~vcast.models.family.FamilyAdapter.call_encoder` on ``get_video_features``), its
+  :meth:`~vcast.models.family.FamilyAdapter.video_shapes` (the ``T x (rows x cols)`` grid),
+  :meth:`~vcast.models.family.FamilyAdapter.split` and ``grid_features``: post-merger tokens
+  ``[P, N, D]``; the ``side_features`` (Qwen3-VL's deepstack levels) travel with each kept token and
+  the protected ``extra`` tokens after the grid (LLaVA-OneVision's newline) close the video;
+- **the encoder output for kept tokens**: the adapter's ``pooled`` format (``pack``) and ``side_features``;
+- **placeholders**: the adapter's video token id (families with ``placeholder="mm_type"`` name the id
+  their processor writes in their :class:`StreamSpec`);
+- **positions**, from the adapter's ``positions`` scheme and ``runs`` layout. 1-D: every token of the
+  unpruned prompt has the next id, so a frame's run continues where the previous one ended. MRoPE: the
+  ids of one frame's run come from the family's own :meth:`~vcast.models.family.FamilyAdapter.rope_index`
+  on that run alone (``[its text, a 1 x rows x cols block, its text, one more text token]``), shifted to
+  where the run starts: with one run per frame (Qwen3-VL, Qwen3.5, GLM-4.xV) each frame is its own block
+  after its timestamp text, and the next run starts where that last text token sits; with one run per
+  video (Qwen2.5-VL, Qwen2-VL) every frame sits in the video's one block at the video's start, its
+  temporal id raised by :attr:`StreamSpec.temporal`, and the text after the video starts where the
+  run's extra text token sits.
 
-Positions follow transformers' ``get_rope_index`` for the same prompt (tested against it through
-the logits): Qwen3-VL numbers each temporal patch as its own ``1 x h x w`` grid after its timestamp
-text; Qwen2.5-VL numbers the whole video as one grid whose temporal id of patch ``i`` is
-``floor(seconds since the first frame * tokens_per_second)`` (what ``second_per_grid_ts`` gives for a
-constant frame rate), Qwen2-VL uses ``i``; the text after a Qwen video starts ``max(h, w)`` after the
-video's start position. LLaVA-OneVision is 1-D: token ``n`` of frame ``t`` sits at
-``video_start + t * N + n``, the newline after the last frame.
+What the family layer does not declare is a family's :class:`StreamSpec` (:data:`SPECS`, keyed by the
+adapter's ``family_name``): the text its processor writes around each frame (as a function of the frame's
+index and times, mirroring the processor's own code), how a one-run-per-video MRoPE family numbers its
+frames in time, and video-processor options. Families the layer supports but streams cannot serve have
+the reason in :data:`NOT_STREAMED`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vcast.errors import InputError, UnsupportedModelError
+
+Times = tuple[float, float]  # first and last raw frame time (s) of an LLM frame
 
 
 @dataclass
@@ -38,7 +52,7 @@ class Encoded:
 
     Attributes:
         features: ``Tensor[P, N, D]``, post-merger tokens in raster order (what the method scores).
-        extras: per-token tensors ``[P, N, D']`` gathered with the kept tokens (deepstack levels).
+        extras: per-token side features ``[P, N, D']`` gathered with the kept tokens (deepstack levels).
     """
 
     features: torch.Tensor
@@ -51,7 +65,8 @@ class Cursor:
 
     Attributes:
         video_start: position id of the video's first token (after the prompt's prefix).
-        next: the next unpruned position (Qwen3-VL: after the last committed frame's run).
+        next: the next unpruned position (after the last committed frame's run; for one-run-per-video
+            MRoPE families, where the text after the video starts).
         frames: LLM frames committed in the video so far.
         first_time: timestamp (s) of the video's first raw frame, None before the first frame.
     """
@@ -77,69 +92,78 @@ class Run:
     video: torch.Tensor
 
 
-def _text(ids: list[int], start: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.tensor(ids, dtype=torch.long)
-    return t, (torch.arange(len(ids)) + start).expand(rows, -1)
+def _no_text(processor, index: int, times: Times) -> tuple[str, str]:
+    return "", ""
 
 
-class StreamFamily:
-    """Base class; see the module docstring. Subclasses set the class attributes."""
+@dataclass(frozen=True)
+class StreamSpec:
+    """The streaming-specific part of a family (everything else comes from its adapter).
 
-    model_types: tuple[str, ...] = ()
-    temporal_patch = 1  # raw frames per LLM frame
-    position_rows = 1  # 3 for MRoPE
+    Attributes:
+        frame_text: ``(processor, frame index, times) -> (before, after)``, the text the processor writes
+            before and after frame ``index``'s placeholders (separators between frames included), for a
+            frame whose first and last raw frames are at ``times`` seconds.
+        temporal: MRoPE families with one run per video: the temporal id offset of frame ``i``,
+            ``"index"`` (``i``) or ``"seconds"`` (``floor(seconds since the first frame *
+            vision_config.tokens_per_second)``, ``"index"`` when the config has no ``tokens_per_second``).
+        token: config attribute of the placeholder id the processor writes, for families whose adapter
+            finds video tokens by ``mm_token_type_ids`` (None: the adapter's video token id).
+        processor_kwargs: options for the video processor call.
+    """
 
-    def __init__(self, model, processor, config) -> None:
-        from vcast.models import resolve_adapter
-
-        self.model, self.processor = model, processor
-        # The pruning adapter of the family (never attached) knows its model: inner module, token ids, grids.
-        self.adapter = resolve_adapter(model, config)(model, config)
-        self.inner = self.adapter.hook_module
-        if getattr(processor, "tokenizer", None) is None or getattr(processor, "video_processor", None) is None:
-            raise InputError(f"{type(processor).__name__} has no tokenizer or video processor; pass the model's "
-                             "AutoProcessor")
-        self.tokenizer = processor.tokenizer
-        self.video_token = getattr(processor, "video_token", None)
-        if not self.video_token:
-            raise InputError(f"{type(processor).__name__} names no video token (processor.video_token)")
-        self.video_token_id = self.adapter.video_token_id
-        self.grid: tuple[int, int] | None = None  # (h, w) of the LLM tokens of one frame
-
-    @property
-    def tokens_per_frame(self) -> int:
-        h, w = self.grid
-        return h * w
-
-    @property
-    def frame_overhead(self) -> int:
-        """Text tokens the prompt writes around one frame's video tokens (0 unless the family has some)."""
-        return 0
-
-    def tokenize(self, text: str, first: bool = False) -> list[int]:
-        """Token ids of ``text`` (special tokens of the start of a sequence only when ``first``)."""
-        return list(self.tokenizer(text, add_special_tokens=first)["input_ids"])
-
-    def encode(self, frames: np.ndarray) -> Encoded:
-        """Encode ``frames uint8[P * temporal_patch, H, W, 3]`` into ``P`` LLM frames."""
-        raise NotImplementedError
-
-    def frame_run(self, cursor: Cursor, times: tuple[float, float], grid_index: torch.Tensor) -> tuple[Run, Cursor]:
-        """The run of the next committed frame (first/last raw frame times ``times``) keeping the
-        tokens ``grid_index`` (sorted indices into the frame's ``N``), and the cursor after it."""
-        raise NotImplementedError
-
-    def close_video(self, cursor: Cursor) -> tuple[Run | None, torch.Tensor | None, int]:
-        """``(run, features, text_start)``: what follows the last frame (with its features ``[k, D]``),
-        or ``(None, None, start)``; ``text_start`` is the position of the text after the video."""
-        return None, None, cursor.next
-
-    def mm_outputs(self, kept: torch.Tensor, extras: list[torch.Tensor]):
-        """The ``mm_encoder_outputs["video"]`` object for kept features ``[K, D]`` (and their extras)."""
-        raise NotImplementedError
+    frame_text: Callable[[object, int, Times], tuple[str, str]] = _no_text
+    temporal: str = "index"
+    token: str | None = None
+    processor_kwargs: dict = field(default_factory=dict)
 
 
-# ----- Qwen-VL ------------------------------------------------------------------------------------
+def _qwen3_text(processor, index, times):
+    # Qwen3VLProcessor: "<t seconds><|vision_start|>" + pads + "<|vision_end|>", t the patch's mean frame time
+    start = getattr(processor, "vision_start_token", "<|vision_start|>")
+    return f"<{(times[0] + times[1]) / 2:.1f} seconds>{start}", getattr(processor, "vision_end_token", "<|vision_end|>")
+
+
+def _glm_text(processor, index, times):
+    # Glm4vProcessor / Glm46VProcessor write each temporal patch with their own replace_frame_token_id
+    text = processor.replace_frame_token_id(times[0], num_image_tokens=1)
+    before, after = text.split(processor.image_token)
+    return before, after
+
+
+def _gemma4_text(processor, index, times):
+    # Gemma4Processor: "MM:SS <start_of_image>" + tokens + "<end_of_image>", frames joined by spaces
+    s = times[0]
+    return f"{' ' if index else ''}{int(s // 60):02d}:{int(s % 60):02d} {processor.boi_token}", processor.eoi_token
+
+
+def _video_llama_3_text(processor, index, times):
+    # VideoLlama3Processor: "Time {t:.1f}s:" + tokens, frames joined by ","
+    return f"{',' if index else ''}Time {times[0]:.1f}s:", ""
+
+
+SPECS: dict[str, StreamSpec] = {
+    "Qwen3-VL": StreamSpec(frame_text=_qwen3_text),
+    "Qwen3.5": StreamSpec(frame_text=_qwen3_text),
+    "Qwen2-VL / Qwen2.5-VL": StreamSpec(temporal="seconds"),
+    "GLM-4.xV": StreamSpec(frame_text=_glm_text, token="image_token_id"),
+    "Gemma 4": StreamSpec(frame_text=_gemma4_text),
+    "VideoLLaMA3": StreamSpec(frame_text=_video_llama_3_text, processor_kwargs={"use_token_compression": False}),
+    "LLaVA-OneVision": StreamSpec(),
+    "LLaVA-NeXT-Video": StreamSpec(),
+}
+
+NOT_STREAMED: dict[str, str] = {
+    "Molmo2": "Molmo2 lets every frame token of a video attend to every other one (one bidirectional block over the "
+              "whole video), so a frame's cache entries depend on frames that have not arrived yet",
+    "Qwen2.5-Omni": "the Qwen-Omni processors interleave a video with its audio in fixed-length chunks and number "
+                    "both on one absolute time axis; vcast streams video frames only",
+    "Qwen3-Omni": "the Qwen-Omni processors interleave a video with its audio in fixed-length chunks and number "
+                  "both on one absolute time axis; vcast streams video frames only",
+    "InternVL": "InternVL has no video path in the model: its frames are image blocks found with the processor's "
+                "tokenizer, which the stream's frame encoding (get_video_features) does not cover yet",
+}
+
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic, antialiased resize of ``uint8[T, H, W, 3]`` (what transformers' torchvision backend does)."""
@@ -148,159 +172,203 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-class QwenFamily(StreamFamily):
-    """Shared Qwen-VL encoding: the processor's video pipeline and the model's vision tower."""
+def _text(ids: list[int]) -> torch.Tensor:
+    return torch.tensor(ids, dtype=torch.long)
 
-    position_rows = 3
+
+class StreamFamily:
+    """A family's stream behaviour: its adapter's declarations plus its :class:`StreamSpec`."""
 
     def __init__(self, model, processor, config) -> None:
-        super().__init__(model, processor, config)
-        vision = self.inner.config.vision_config
-        self.merge = self.adapter.merge
-        self.patch = int(vision.patch_size)
-        self.temporal_patch = int(getattr(vision, "temporal_patch_size", 2))
-        self.frame_size: tuple[int, int] | None = None  # what the processor resizes every frame to
+        from vcast.models import resolve_adapter
+
+        self.model, self.processor = model, processor
+        adapter_cls = resolve_adapter(model, config)
+        name = adapter_cls.family_name
+        if name in NOT_STREAMED or name not in SPECS:
+            why = NOT_STREAMED.get(name, "it has no streaming declaration (vcast.streaming.families.SPECS)")
+            raise UnsupportedModelError(f"vcast streams do not support {name} ({model.config.model_type!r}): {why}")
+        if adapter_cls.runs not in ("video", "frame"):
+            raise UnsupportedModelError(f"{name}'s prompt layout ({adapter_cls.runs!r} runs) has no stream form")
+        self.spec = SPECS[name]
+        self.adapter = adapter_cls(model, config, processor)  # never attached: it only describes the model
+        self.name, self.inner = name, self.adapter.hook_module
+        if getattr(processor, "tokenizer", None) is None or getattr(processor, "video_processor", None) is None:
+            raise InputError(f"{type(processor).__name__} has no tokenizer or video processor; pass the model's "
+                             "AutoProcessor")
+        self.tokenizer = processor.tokenizer
+        self.video_token = getattr(processor, "video_token", None)
+        if not self.video_token:
+            raise InputError(f"{type(processor).__name__} names no video token (processor.video_token)")
+        token = self.spec.token
+        self.video_token_id = int(getattr(self.inner.config, token)) if token else self.adapter.video_token_id
+        self.mrope = self.adapter.positions.kind == "mrope"
+        self.position_rows = 3 if self.mrope else 1
+        self.stacked = self.mrope and self.adapter.runs == "video"  # all frames in one (t, h, w) block
+        self.temporal_patch = int(getattr(processor.video_processor, "temporal_patch_size", None) or 1)
+        self.tokens_per_second = getattr(self.inner.config.vision_config, "tokens_per_second", None)
+        self.grid: tuple[int, int] | None = None  # (rows, cols) of one frame's LLM tokens
+        self.frame_size: tuple[int, int] | None = None  # pinned processor size (families with patch grids)
+        self.tail: torch.Tensor | None = None  # [e, D] protected tokens after the grid (LLaVA-OV's newline)
         self._output_type = None
-
-    def _pixels(self, frames: np.ndarray, **kwargs):
-        out = self.processor.video_processor(videos=[frames], do_sample_frames=False, return_tensors="pt", **kwargs)
-        return out["pixel_values_videos"], out["video_grid_thw"]
-
-    def encode(self, frames: np.ndarray) -> Encoded:
-        if self.frame_size is None:
-            # The processor's size for a one-patch video: independent of how the stream is chunked.
-            _, grid = self._pixels(frames[: self.temporal_patch])
-            self.frame_size = (int(grid[0, 1]) * self.patch, int(grid[0, 2]) * self.patch)
-            self.grid = (int(grid[0, 1]) // self.merge, int(grid[0, 2]) // self.merge)
-        if tuple(frames.shape[1:3]) == self.frame_size:
-            pixels, grid = self._pixels(frames)
-        else:  # pin the size: the processor's own choice may depend on the chunk's frame count
-            pixels, grid = self._pixels(resize_frames(frames, *self.frame_size), do_resize=False)
-        device = next(self.model.parameters()).device
-        enc = self.inner.get_video_features(pixels.to(device), grid.to(device), return_dict=True)
-        self._output_type = type(enc)
-        p, n = int(grid[0, 0]), self.tokens_per_frame
-        features = enc.pooler_output[0].reshape(p, n, -1)
-        deepstack = getattr(enc, "deepstack_features", None) or []
-        return Encoded(features, [level[0].reshape(p, n, -1) for level in deepstack])
-
-    def _video_positions(self, start_t: torch.Tensor | int, start_hw: int, grid_index: torch.Tensor) -> torch.Tensor:
-        w = self.grid[1]
-        t = torch.as_tensor(start_t).expand(grid_index.shape[0])
-        return torch.stack([t, start_hw + grid_index // w, start_hw + grid_index % w])
-
-    def mm_outputs(self, kept: torch.Tensor, extras: list[torch.Tensor]):
-        if extras:
-            return self._output_type(pooler_output=(kept,), deepstack_features=[(e,) for e in extras])
-        return self._output_type(pooler_output=(kept,))
-
-
-class Qwen3Family(QwenFamily):
-    """Qwen3-VL (dense, MoE): ``<t seconds><|vision_start|> tokens <|vision_end|>`` per temporal patch,
-    ``t`` the mean time of the patch's first and last frame, printed with one decimal."""
-
-    model_types = ("qwen3_vl", "qwen3_vl_moe")
-
-    def __init__(self, model, processor, config) -> None:
-        super().__init__(model, processor, config)
-        self.vision_start = getattr(processor, "vision_start_token", "<|vision_start|>")
-        self.vision_end_id = self.tokenize(getattr(processor, "vision_end_token", "<|vision_end|>"))
+        self._levels: list[tuple[str, int]] = []  # side feature names and their level counts
+        self._relative: dict[tuple[int, int], torch.Tensor] = {}
 
     @property
-    def frame_overhead(self) -> int:
-        return len(self.tokenize(f"<10.0 seconds>{self.vision_start}")) + len(self.vision_end_id)
+    def tokens_per_frame(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
 
-    def frame_run(self, cursor, times, grid_index):
-        start = cursor.next
-        before = self.tokenize(f"<{(times[0] + times[1]) / 2:.1f} seconds>{self.vision_start}")
-        st = start + len(before)
-        end = st + max(self.grid)
-        ids_b, pos_b = _text(before, start, 3)
-        ids_a, pos_a = _text(self.vision_end_id, end, 3)
-        video = self._video_positions(st, st, grid_index)
-        new = replace(cursor, next=end + len(self.vision_end_id), frames=cursor.frames + 1)
-        k = grid_index.shape[0]
-        ids = torch.cat([ids_b, torch.full((k,), self.video_token_id), ids_a])
-        mask = torch.cat([torch.zeros(len(before), dtype=torch.bool), torch.ones(k, dtype=torch.bool),
-                          torch.zeros(len(self.vision_end_id), dtype=torch.bool)])
-        return Run(ids, torch.cat([pos_b, video, pos_a], dim=1), mask), new
+    def tokenize(self, text: str, first: bool = False) -> list[int]:
+        """Token ids of ``text`` (special tokens of the start of a sequence only when ``first``)."""
+        return list(self.tokenizer(text, add_special_tokens=first)["input_ids"]) if text else []
 
+    # ----- encoding ------------------------------------------------------------------------------
+    def _process(self, frames: np.ndarray, **kwargs) -> dict:
+        out = self.processor.video_processor(videos=[frames], return_tensors="pt", do_sample_frames=False,
+                                             **self.spec.processor_kwargs, **kwargs)
+        return dict(out)
 
-class Qwen2Family(QwenFamily):
-    """Qwen2.5-VL and Qwen2-VL: one ``<|vision_start|> ... <|vision_end|>`` run for the whole video."""
-
-    model_types = ("qwen2_5_vl", "qwen2_vl")
-
-    def __init__(self, model, processor, config) -> None:
-        super().__init__(model, processor, config)
-        self.tokens_per_second = getattr(self.inner.config.vision_config, "tokens_per_second", None)
-
-    def temporal_id(self, cursor: Cursor, times: tuple[float, float]) -> int:
-        """Temporal position offset of the next patch: seconds since the video's first frame times
-        ``tokens_per_second`` (Qwen2.5-VL), or the patch index (Qwen2-VL)."""
-        if self.tokens_per_second is None:
-            return cursor.frames
-        return math.floor((times[0] - cursor.first_time) * self.tokens_per_second + 1e-6)
-
-    def frame_run(self, cursor, times, grid_index):
-        st = cursor.video_start
-        video = self._video_positions(st + self.temporal_id(cursor, times), st, grid_index)
-        k = grid_index.shape[0]
-        run = Run(torch.full((k,), self.video_token_id), video, torch.ones(k, dtype=torch.bool))
-        return run, replace(cursor, frames=cursor.frames + 1)
-
-    def close_video(self, cursor):
-        return None, None, cursor.video_start + max(self.grid)
-
-
-# ----- LLaVA-OneVision ------------------------------------------------------------------------------
-
-class LlavaOnevisionFamily(StreamFamily):
-    """LLaVA-OneVision / LLaVA-Video: SigLIP per frame, 2x pooling, one newline after the video."""
-
-    model_types = ("llava_onevision",)
-
-    def __init__(self, model, processor, config) -> None:
-        super().__init__(model, processor, config)
-        self.grid = self.adapter.grid  # apply_pooling's output grid
-        self._output_type = None
+    def _pixels(self, frames: np.ndarray) -> dict:
+        """The video processor's output for ``frames``. Processors that return a patch grid
+        (``video_grid_thw``: Qwen-VL, GLM, VideoLLaMA3) fit the whole clip into a pixel budget, so their
+        frame size depends on the clip's length; a stream pins the size they give one temporal patch."""
+        if self.frame_size is None:
+            first = self._process(frames[: self.temporal_patch])
+            grid = first.get("video_grid_thw")
+            if grid is not None:
+                patch = int(self.processor.video_processor.patch_size)
+                self.frame_size = (int(grid[0, 1]) * patch, int(grid[0, 2]) * patch)
+        if self.frame_size is None:
+            return self._process(frames)
+        if tuple(frames.shape[1:3]) == self.frame_size:
+            out = self._process(frames)
+            grid = out["video_grid_thw"][0, 1:].tolist()
+            patch = int(self.processor.video_processor.patch_size)
+            if tuple(g * patch for g in grid) == self.frame_size:
+                return out
+        return self._process(resize_frames(frames, *self.frame_size), do_resize=False)
 
     def encode(self, frames: np.ndarray) -> Encoded:
-        pixels = self.processor.video_processor(videos=[frames], return_tensors="pt")["pixel_values_videos"]
+        """Encode ``frames uint8[P * temporal_patch, H, W, 3]`` into ``P`` LLM frames (the vision tower
+        runs once on them)."""
         device = next(self.model.parameters()).device
-        enc = self.inner.get_video_features(pixels.to(device), return_dict=True)
+        kwargs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self._pixels(frames).items()}
+        enc = self.adapter.call_encoder(self.inner.get_video_features, kwargs)
+        pixels = kwargs.get("pixel_values_videos")
+        (shape,) = self.adapter.video_shapes(enc, {"pixel_shape": tuple(pixels.shape)}, kwargs)
+        (tokens,) = self.adapter.split(enc)
+        p, n = shape.frames, shape.tokens_per_frame
+        if p * self.temporal_patch != frames.shape[0] or tokens.shape[0] != shape.length:
+            raise UnsupportedModelError(f"{self.name} encoded {frames.shape[0]} frames into {tokens.shape[0]} tokens "
+                                        f"on a {p} x {shape.rows}x{shape.cols} grid; vcast streams expect "
+                                        f"{frames.shape[0] // self.temporal_patch} frames of {n} grid tokens")
+        if self.grid is None:
+            self.grid = (shape.rows, shape.cols)
+        elif self.grid != (shape.rows, shape.cols):
+            raise UnsupportedModelError(f"{self.name}'s processor gave this chunk a {shape.rows}x{shape.cols} token "
+                                        f"grid, the stream's first chunk {self.grid[0]}x{self.grid[1]}")
+        is_grid = shape.is_grid(tokens.device)
+        if shape.extra:
+            if not bool(is_grid[: p * n].all()):
+                raise UnsupportedModelError(f"{self.name}'s video has protected tokens between its frames; vcast "
+                                            "streams support them after the last frame only")
+            self.tail = tokens[p * n:]
         self._output_type = type(enc)
-        p, n = frames.shape[0], self.tokens_per_frame
-        pooled = enc.pooler_output[0]
-        if pooled.shape[0] != p * n + 1:
-            raise UnsupportedModelError(f"LLaVA-OneVision video features have {pooled.shape[0]} tokens for {p} frames; "
-                                        f"vcast streams expect {p} x {n} grid tokens and one newline")
-        return Encoded(pooled[: p * n].reshape(p, n, -1), [])
-
-    def frame_run(self, cursor, times, grid_index):
-        k = grid_index.shape[0]
-        positions = (cursor.video_start + cursor.frames * self.tokens_per_frame + grid_index)[None]
-        run = Run(torch.full((k,), self.video_token_id), positions, torch.ones(k, dtype=torch.bool))
-        return run, replace(cursor, frames=cursor.frames + 1)
-
-    def close_video(self, cursor):
-        at = cursor.video_start + cursor.frames * self.tokens_per_frame
-        run = Run(torch.tensor([self.video_token_id]), torch.tensor([[at]]), torch.ones(1, dtype=torch.bool))
-        return run, self.inner.image_newline[None], at + 1
+        extras, self._levels = [], []
+        for name in self.adapter.side_features:
+            levels = getattr(enc, name, None) or []
+            self._levels.append((name, len(levels)))
+            extras += [self.adapter.grid_features(level[0], shape) for level in levels]
+        return Encoded(self.adapter.grid_features(tokens, shape), extras)
 
     def mm_outputs(self, kept: torch.Tensor, extras: list[torch.Tensor]):
-        return self._output_type(pooler_output=kept[None])
+        """The ``mm_encoder_outputs["video"]`` object for kept features ``[K, D]`` and their side features."""
+        out = self._output_type(pooler_output=self.adapter.pack([kept]))
+        i = 0
+        for name, count in self._levels:
+            setattr(out, name, [(e,) for e in extras[i:i + count]])
+            i += count
+        return out
+
+    # ----- prompt and positions --------------------------------------------------------------------
+    def frame_ids(self, index: int, times: Times) -> tuple[list[int], list[int]]:
+        """Token ids of the text before and after frame ``index``'s placeholders."""
+        before, after = self.spec.frame_text(self.processor, index, times)
+        return self.tokenize(before), self.tokenize(after)
+
+    def relative_positions(self, before: int, after: int) -> torch.Tensor:
+        """``LongTensor[R, before + N + after + 1]``: the ids of one frame's unpruned run, counted from its
+        start, plus the id of the token that would follow it."""
+        key = (before, after)
+        if key not in self._relative:
+            n = self.tokens_per_frame
+            length = before + n + after + 1
+            if not self.mrope:
+                self._relative[key] = torch.arange(length)[None]
+            else:
+                types = torch.zeros(length, dtype=torch.long)
+                types[before:before + n] = 2
+                ids = torch.where(types == 2, self.video_token_id, 0)
+                m = self.adapter.merge
+                grid = torch.tensor([[1, self.grid[0] * m, self.grid[1] * m]])
+                positions = self.adapter.rope_index({"input_ids": ids[None], "mm_token_type_ids": types[None],
+                                                     "video_grid_thw": grid})
+                self._relative[key] = positions[:, 0].long().cpu()
+        return self._relative[key]
+
+    def temporal_id(self, cursor: Cursor, times: Times) -> int:
+        """Temporal id offset of the next frame in a one-run-per-video MRoPE block."""
+        if self.spec.temporal == "seconds" and self.tokens_per_second is not None:
+            return math.floor((times[0] - cursor.first_time) * self.tokens_per_second + 1e-6)
+        return cursor.frames
+
+    def frame_run(self, cursor: Cursor, times: Times, grid_index: torch.Tensor,
+                  text: tuple[list[int], list[int]] | None = None) -> tuple[Run, Cursor]:
+        """The run of the next committed frame (times ``times``) keeping the tokens ``grid_index`` (sorted
+        indices into the frame's ``N``), and the cursor after it. ``text``: its :meth:`frame_ids`."""
+        before, after = self.frame_ids(cursor.frames, times) if text is None else text
+        b, n, k = len(before), self.tokens_per_frame, grid_index.shape[0]
+        rel = self.relative_positions(b, len(after))
+        if self.stacked:
+            base, rel = cursor.video_start, rel.clone()
+            rel[0, b:b + n] += self.temporal_id(cursor, times)
+            nxt = base + int(rel[0, -1])
+        else:
+            base = cursor.next
+            nxt = base + int(rel[0, -1])
+        columns = torch.cat([torch.arange(b), b + grid_index, torch.arange(b + n, b + n + len(after))])
+        ids = torch.cat([_text(before), torch.full((k,), self.video_token_id), _text(after)])
+        video = torch.zeros(ids.shape[0], dtype=torch.bool)
+        video[b:b + k] = True
+        run = Run(ids, base + rel[:, columns], video)
+        return run, replace(cursor, next=nxt, frames=cursor.frames + 1)
+
+    def close_video(self, cursor: Cursor) -> tuple[Run | None, torch.Tensor | None, int]:
+        """``(run, features, text_start)``: the protected tokens after the last frame (with their features
+        ``[e, D]``), or ``(None, None, start)``; ``text_start`` is the position of the text after the video."""
+        if self.tail is None:
+            return None, None, cursor.next
+        e = self.tail.shape[0]
+        positions = (cursor.next + torch.arange(e)).expand(self.position_rows, -1)
+        run = Run(torch.full((e,), self.video_token_id), positions, torch.ones(e, dtype=torch.bool))
+        return run, self.tail, cursor.next + e
 
 
-FAMILIES: dict[str, type[StreamFamily]] = {
-    t: cls for cls in (Qwen3Family, Qwen2Family, LlavaOnevisionFamily) for t in cls.model_types
-}
+def streamed_model_types() -> dict[str, str]:
+    """``{config.model_type: family name}`` of the families vcast streams (those the installed transformers has)."""
+    from vcast.models.base import _REGISTRY
+
+    return {t: cls.family_name for t, classes in sorted(_REGISTRY.items()) for cls in classes[:1]
+            if getattr(cls, "family_name", None) in SPECS}
 
 
-def resolve_family(model) -> type[StreamFamily]:
-    """The stream family of ``model`` (by ``model.config.model_type``)."""
+def resolve_family(model, processor, config) -> StreamFamily:
+    """The stream family of ``model`` (raises :class:`UnsupportedModelError` for other architectures)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type not in FAMILIES:
-        raise UnsupportedModelError(f"vcast streams have no support for model_type {model_type!r} "
-                                    f"({type(model).__name__}); supported: {sorted(FAMILIES)}")
-    return FAMILIES[model_type]
+    if model_type not in streamed_model_types():
+        try:
+            return StreamFamily(model, processor, config)  # raises, saying why
+        except UnsupportedModelError as err:
+            raise UnsupportedModelError(f"{err} (vcast streams: model types {sorted(streamed_model_types())})") from None
+    return StreamFamily(model, processor, config)

@@ -93,10 +93,12 @@ class VideoStream:
                               "supported, use prune_at='llm'")
         if config.positions != "original":
             raise ConfigError("streams keep every token's position from the whole video; use positions='original'")
-        self.family = resolve_family(model)(model, processor, config)
+        self.family = resolve_family(model, processor, config)
         self._template = template
         self._prefix = self._render(QUESTION)[0]
         self._cache = StreamCache(self.family.inner)
+        self._prefix_length = len(self.family.tokenize(self._prefix, first=True))
+        self._check_cap()
         self._state = CausalState()
         self._cursor: Cursor | None = None
         self._pending: _Pending | None = None
@@ -212,7 +214,8 @@ class VideoStream:
         return {"committed": 0, "kept_per_frame": [], "curvature": [], "evicted": 0}
 
     def _record(self, report: dict) -> None:
-        report.update(video_tokens=self._cache.table.video_count, cache_length=len(self._cache))
+        report.update(video_tokens=self._cache.table.video_count,
+                      video_slots=self.video_slots, cache_length=len(self._cache))
         self._num_chunks += 1
         self._chunks.append(report)
 
@@ -222,6 +225,23 @@ class VideoStream:
         self._cache.forward(torch.tensor(ids), torch.arange(len(ids)).expand(rows, -1))
         self._cache.table.append(**text_slots(len(ids)))
         self._cursor = Cursor(video_start=len(ids), next=len(ids), first_time=first_time)
+
+    def _check_cap(self) -> None:
+        """Raise :class:`ConfigError` when ``max_video_tokens`` cannot work for this model."""
+        cap = self.options.max_video_tokens
+        if cap is None:
+            return
+        before, after = self.family.frame_ids(0, (0.0, 0.0))
+        if cap < 1 + len(before) + len(after):
+            raise ConfigError(f"max_video_tokens={cap} cannot hold one frame: a frame costs its tokens plus the "
+                              f"{len(before) + len(after)} text slots {self.family.name}'s prompt writes around it")
+        window = self._cache.window
+        if window is not None and self._prefix_length + cap > window - 1:
+            raise ConfigError(
+                f"{self.family.name}'s sliding-window layers hold the last {window - 1} cache slots, and vcast evicts "
+                f"only from layers that hold every slot: with the prompt's {self._prefix_length}, use "
+                f"max_video_tokens <= {window - 1 - self._prefix_length}, or no cap (the windows then slide on "
+                "their own and the full-attention layers grow)")
 
     def _commit(self, count: int, final: bool = False) -> dict:
         """Commit the first ``count`` pending frames (with the lookahead after them unless ``final``)."""
@@ -238,13 +258,15 @@ class VideoStream:
         local = keep // n
         rank = step.token_rank.reshape(-1)[sel.keep_index].cpu()
         log_weight, curvature = step.log_weight.double().cpu(), sel.curvature.cpu()
-        admit, evicted = self._make_room(first + local, rank, log_weight[local], step.state.frames)
+        texts = [self.family.frame_ids(first + i, head.times[i]) for i in range(count)]
+        text_len = torch.tensor([len(before) + len(after) for before, after in texts], dtype=torch.long)
+        admit, evicted = self._make_room(first + local, rank, log_weight[local], text_len[local], step.state.frames)
         keep, local, rank = keep[admit], local[admit], rank[admit]
         counts = torch.bincount(local, minlength=count).tolist()
         grids, ranks = torch.split(keep % n, counts), torch.split(rank, counts)
         runs, columns, cursor = [], [], self._cursor
         for i in range(count):  # one run per committed frame: its text and its kept tokens
-            run, cursor = self.family.frame_run(cursor, head.times[i], grids[i])
+            run, cursor = self.family.frame_run(cursor, head.times[i], grids[i], texts[i])
             if evicted is not None and not counts[i]:
                 continue  # every token of the frame left on arrival: so does its text
             q = run.ids.shape[0]
@@ -261,7 +283,8 @@ class VideoStream:
                 index = keep.to(feats.device)
                 video = self.family.mm_outputs(feats[index], [e.reshape(count * n, -1)[index]
                                                               for e in head.encoded.extras])
-            self._cache.forward(torch.cat([r.ids for r in runs]), torch.cat([r.positions for r in runs], dim=1), video)
+            self._cache.forward(torch.cat([r.ids for r in runs]), torch.cat([r.positions for r in runs], dim=1), video,
+                                torch.cat([r.video for r in runs]))
             for column in columns:
                 self._cache.table.append(**column)
         self._state = step.state
@@ -269,26 +292,39 @@ class VideoStream:
         return {"committed": count, "kept_per_frame": counts, "curvature": [round(c, 6) for c in curvature.tolist()],
                 "evicted": evicted or 0}
 
-    def _make_room(self, frame: torch.Tensor, rank: torch.Tensor, log_weight: torch.Tensor,
+    def _frame_text(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(frames, text slots)``: the resident frames that hold text in the cache (sorted) and how much."""
+        table = self._cache.table
+        return torch.unique(table.frame[~table.video & (table.frame >= 0)], return_counts=True)
+
+    def _make_room(self, frame: torch.Tensor, rank: torch.Tensor, log_weight: torch.Tensor, text: torch.Tensor,
                    frames_after: int) -> tuple[torch.Tensor, int | None]:
-        """Admit the incoming kept tokens under ``max_video_tokens``: evict cached ones by the rule of
-        :mod:`vcast.core.evict`. Returns ``(admitted mask over the incoming, cached tokens evicted)``;
-        the count is None when the cap was not reached (no eviction pass)."""
+        """Admit the incoming kept tokens (their frames, ranks, log weights and their frames' text slots)
+        under ``max_video_tokens``, which counts every slot the video holds: its tokens and the text of
+        the frames that still have some. Cached tokens are evicted by the rule of :mod:`vcast.core.evict`.
+        Returns ``(admitted mask over the incoming, cached tokens evicted)``; the count is None when the
+        cap was not reached (no eviction pass)."""
         cap, table = self.options.max_video_tokens, self._cache.table
         incoming = frame.shape[0]
-        resident = table.video_count
-        if cap is None or resident + incoming <= cap:
+        first = rank == 0  # a frame's first token brings its frame's text
+        if cap is None or self.video_slots + incoming + int(text[first].sum()) <= cap:
             return torch.ones(incoming, dtype=torch.bool), None
         slots = torch.nonzero(table.video).squeeze(1)
         cand_frame = torch.cat([table.frame[slots], frame])
         cand_rank = torch.cat([table.rank[slots], rank])
         cand_logw = torch.cat([table.log_weight[slots], log_weight])
-        half_life = self.options.resolved_half_life(self.family.tokens_per_frame, float(self.config.retain_ratio))
-        keys = eviction_keys(cand_logw, cand_rank, cand_frame, half_life)
+        with_text, text_slots = self._frame_text()
+        at = torch.searchsorted(with_text, table.frame[slots]).clamp(max=max(len(with_text) - 1, 0))
+        resident_text = torch.where(with_text[at] == table.frame[slots], text_slots[at], 0) if len(with_text) else \
+            torch.zeros(slots.shape[0], dtype=torch.long)
+        cand_text = torch.cat([resident_text, text])
+        cost = 1 + cand_text * (cand_rank == 0)
+        per_frame = self.family.tokens_per_frame * float(self.config.retain_ratio) + float(text.double().mean())
+        keys = eviction_keys(cand_logw, cand_rank, cand_frame, self.options.resolved_half_life(per_frame))
         # a skeleton frame costs its token and its text: the skeleton's share of the cache is `skeleton`
-        skeleton = int(self.options.skeleton_slots / (1 + self.family.frame_overhead))
+        skeleton = int(self.options.skeleton_slots / (1 + int(cand_text.max())))
         stride = skeleton_stride(frames_after, skeleton)
-        keep = survivors(keys, skeleton_mask(cand_frame, cand_rank, stride), cap)
+        keep = survivors(keys, skeleton_mask(cand_frame, cand_rank, stride), cap, cost)
         stay = keep[: slots.shape[0]]
         live = torch.unique(cand_frame[keep])
         slot_keep = (table.frame < 0) | (~table.video & torch.isin(table.frame, live))
@@ -298,6 +334,12 @@ class VideoStream:
             self._cache.keep(torch.nonzero(slot_keep).squeeze(1))
             self._evicted += evicted
         return keep[slots.shape[0]:], evicted
+
+    @property
+    def video_slots(self) -> int:
+        """Cache slots the video holds now: its tokens and the text around the frames that have some
+        (what ``max_video_tokens`` bounds); the rest of the cache is the prompt's prefix."""
+        return len(self._cache.table) - self._prefix_length if len(self._cache.table) else 0
 
     # ----- questions ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -334,23 +376,24 @@ class VideoStream:
             report = self._commit(len(self._pending), final=True)
             report.update(frames=0, encoded=0, asked=True)
             self._record(report)
-        base = len(self._cache)
+        saved = self._cache.snapshot()
         close, close_features, text_start = self.family.close_video(self._cursor)
         text = torch.tensor(self.family.tokenize(suffix), dtype=torch.long)
         rows = self.family.position_rows
         text_pos = (torch.arange(text.shape[0]) + text_start).expand(rows, -1)
-        ids, positions, video = text, text_pos, None
+        ids, positions, video, video_mask = text, text_pos, None, None
         if close is not None:
             ids = torch.cat([close.ids, text])
             positions = torch.cat([close.positions, text_pos], dim=1)
             video = self.family.mm_outputs(close_features, [])
+            video_mask = torch.cat([close.video, torch.zeros(text.shape[0], dtype=torch.bool)])
         head = self.model.get_output_embeddings()
         eos = self.model.generation_config.eos_token_id
         eos = set([eos] if isinstance(eos, int) else (eos or []))
         tokens, logits = [], []
         next_pos = int(positions[-1, -1]) + 1
         try:
-            hidden = self._cache.forward(ids, positions, video)
+            hidden = self._cache.forward(ids, positions, video, video_mask)
             for step in range(max_new_tokens):
                 step_logits = head(hidden[:, -1]).float()[0]
                 tok = int(step_logits.argmax())
@@ -361,7 +404,7 @@ class VideoStream:
                     break
                 hidden = self._cache.forward(torch.tensor([tok]), torch.full((rows, 1), next_pos + step))
         finally:
-            self._cache.truncate(base)
+            self._cache.restore(saved)
         text_out = self.family.tokenizer.decode(tokens, skip_special_tokens=True)
         return Answer(text_out, tokens, torch.stack(logits) if output_logits else None, self._state.frames,
                       self._cache.table.video_count)
@@ -407,6 +450,7 @@ class VideoStream:
             "tokens_kept": self._state.spent,
             "ratio_kept": round(self._state.spent / seen, 6) if seen else None,
             "video_tokens": self._cache.table.video_count,
+            "video_slots": self.video_slots,
             "cache_length": len(self._cache),
             "evicted": self._evicted,
             "chunks_added": self._num_chunks,
