@@ -162,6 +162,12 @@ NOT_STREAMED: dict[str, str] = {
                   "both on one absolute time axis; vcast streams video frames only",
     "InternVL": "InternVL has no video path in the model: its frames are image blocks found with the processor's "
                 "tokenizer, which the stream's frame encoding (get_video_features) does not cover yet",
+    "SmolVLM": "SmolVLM has no video path in the model: its frames are image blocks found with the processor's "
+               "tokenizer, which the stream's frame encoding (get_video_features) does not cover yet",
+    "MiniCPM-V 4.6": "MiniCPM-V cuts each frame into an overview and slices, each its own run and encoder output; "
+                     "the stream's frame encoding (one run per frame) does not cover that yet",
+    "MiniCPM-V 4.7": "MiniCPM-V cuts each frame into an overview and slices, each its own run and encoder output; "
+                     "the stream's frame encoding (one run per frame) does not cover that yet",
 }
 
 
