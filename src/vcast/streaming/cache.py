@@ -88,7 +88,7 @@ class StreamCache:
         self.window = int(window) if window and has_sliding else None
 
     def __len__(self) -> int:
-        return self.kv.get_seq_length()
+        return int(self.kv.get_seq_length())  # a tensor from transformers 5.25's linear-attention layers
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, video=None,
                 video_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -140,6 +140,11 @@ class StreamCache:
             layer.values = layer.values.index_select(-2, idx)
             if hasattr(layer, "cumulative_length"):
                 layer.cumulative_length = int(index.shape[0])
+        for layer in self.kv.layers:
+            # transformers 5.25's linear-attention layers count the tokens seen (the cache's length when such a
+            # layer comes first); the count follows the slots, the state itself is kept as it is
+            if isinstance(getattr(layer, _LINEAR_COUNT, None), torch.Tensor):
+                getattr(layer, _LINEAR_COUNT).fill_(int(index.shape[0]))
         self.table.select(index)
 
     def snapshot(self) -> list[dict]:
@@ -153,6 +158,9 @@ class StreamCache:
         for layer in self.kv.layers:
             entry = {k: getattr(layer, k) for k in _KV_FIELDS if hasattr(layer, k)}
             entry.update({k: dict(getattr(layer, k)) for k in _LINEAR_FLAGS if hasattr(layer, k)})
+            if isinstance(getattr(layer, _LINEAR_COUNT, None), torch.Tensor):  # counted in place (5.25)
+                entry[_LINEAR_COUNT] = getattr(layer, _LINEAR_COUNT)
+                setattr(layer, _LINEAR_COUNT, entry[_LINEAR_COUNT].clone())
             for k in _LINEAR_STATES:
                 if hasattr(layer, k):
                     states = getattr(layer, k)
@@ -173,3 +181,4 @@ class StreamCache:
 _KV_FIELDS = ("keys", "values", "cumulative_length", "is_initialized")
 _LINEAR_STATES = ("conv_states", "recurrent_states")
 _LINEAR_FLAGS = ("is_conv_states_initialized", "is_recurrent_states_initialized", "has_previous_state")
+_LINEAR_COUNT = "cumulative_length_linear"
