@@ -1,6 +1,6 @@
 """Procedurally generated video questions whose answers need spatio-temporal evidence.
 
-Every clip is ``NUM_FRAMES`` RGB frames of ``FRAME_SIZE x FRAME_SIZE`` pixels: a camera view of a real
+Every clip is ``FRAMES[family]`` RGB frames (16, or :data:`LONG_FRAMES` = 64 for ``late``) of ``FRAME_SIZE x FRAME_SIZE`` pixels: a camera view of a real
 photo (scikit-image's sample images, which ship inside the package, so nothing is downloaded), with
 drawn shapes and events on top. Each question is answered by ONE token from a small answer set:
 
@@ -12,11 +12,18 @@ drawn shapes and events on top. Each question is answered by ONE token from a sm
 - ``where``: in which quadrant did the flash happen?
 - ``shake``: the camera shakes throughout (a distractor), and the question is about a real event
   (which shape appeared in a single frame).
+- ``jolt``: camera motion and a brief real event compete for the budget: the camera jumps 20-36 px
+  for one or two frames, once or twice (the frame-mean trajectory turns sharply there), and a shape
+  appears in a single frame of a temporal patch no jolt touches; which shape was it? A method that
+  spends its budget where the trajectory turns most spends it on the jolts.
+- ``late``: a long clip (64 frames, 32 temporal patches); a shape appears in one frame of the last
+  quarter; which shape was it? (A method that front-loads its budget, or a model that only reads
+  early frames, fails.)
 
 Splits: ``train``, ``val`` and ``test`` draw from disjoint source photos (:data:`SPLIT_PHOTOS`) and
 disjoint random streams: clip ``i`` of split ``s`` with seed ``k`` uses ``numpy`` generator
 ``default_rng([SPLIT_CODE[s], k, i])``, so the same (split, seed, index) always gives the same clip
-and no two splits share a stream. Families are balanced (clip ``i`` is family ``i % 6``) and answers
+and no two splits share a stream. Families are balanced (clip ``i`` is family ``i % 8``) and answers
 are uniform within a family.
 """
 
@@ -30,11 +37,13 @@ import numpy as np
 
 from vcast.errors import InputError
 
-NUM_FRAMES = 16
+NUM_FRAMES = 16  # frames of every family but ``late``
+LONG_FRAMES = 64  # frames of a ``late`` clip
 FRAME_SIZE = 128
 FPS = 4.0
 
-FAMILIES = ("needle", "cuts", "motion", "order", "where", "shake")
+FAMILIES = ("needle", "cuts", "motion", "order", "where", "shake", "jolt", "late")
+FRAMES = {f: (LONG_FRAMES if f == "late" else NUM_FRAMES) for f in FAMILIES}
 SHAPES = ("circle", "square", "triangle", "cross")
 # Each of the 4 objects is a shape with its own colour (hue): red circle, green square, blue triangle,
 # yellow cross.
@@ -43,7 +52,7 @@ COUNTS = ("0", "1", "2", "3")
 DIRECTIONS = ("left", "right", "up", "down")
 QUADRANTS = ("topleft", "topright", "bottomleft", "bottomright")
 ANSWERS = {"needle": SHAPES, "cuts": COUNTS, "motion": DIRECTIONS, "order": SHAPES, "where": QUADRANTS,
-           "shake": SHAPES}
+           "shake": SHAPES, "jolt": SHAPES, "late": SHAPES}
 QUESTIONS = {
     "needle": "which shape appeared ?",
     "cuts": "how many cuts ?",
@@ -51,6 +60,8 @@ QUESTIONS = {
     "order": "which appeared first : {} or {} ?",
     "where": "where was the flash ?",
     "shake": "the camera shakes . which shape appeared ?",
+    "jolt": "the camera jolts . which shape appeared ?",
+    "late": "which shape appeared ?",
 }
 # Chance accuracy of each family (uniform guessing among the valid answers).
 CHANCE = {f: (0.5 if f == "order" else 1.0 / len(ANSWERS[f])) for f in FAMILIES}
@@ -239,13 +250,44 @@ def _shot(rng: np.random.Generator, photos: tuple[str, ...], augment: bool, shak
     return _view(rng, photos[rng.integers(len(photos))], path, augment)
 
 
-def _needle(rng, photos, tags, augment, shake: float = 0.0):
-    frames = _shot(rng, photos, augment, shake)
+def _stamp_needle(rng: np.random.Generator, frames: np.ndarray, tags: np.ndarray, f: int) -> str:
+    """Draw a random shape (radius 8-10 px, random place) into frame ``f``; returns the shape."""
     answer = SHAPES[rng.integers(4)]
-    f = int(rng.integers(NUM_FRAMES))
     r = rng.uniform(8.0, 10.0)
     _stamp(frames[f], tags[f], answer, *_place(rng, r), r, _color(rng, answer))
-    return frames, answer, (f,)
+    return answer
+
+
+def _needle(rng, photos, tags, augment, shake: float = 0.0):
+    frames = _shot(rng, photos, augment, shake)
+    f = int(rng.integers(NUM_FRAMES))
+    return frames, _stamp_needle(rng, frames, tags, f), (f,)
+
+
+def _jolt(rng, photos, tags, augment):
+    """1-2 camera jolts (a 20-36 px jump for 1-2 frames, then back) and a shape in one frame of a
+    temporal patch that no jolt touches. Evidence: the shape's frame."""
+    path = _camera_path(rng, NUM_FRAMES, pan=rng.random() < 0.5)
+    patches = NUM_FRAMES // 2
+    jolted: set[int] = set()
+    for start in rng.choice(np.arange(1, NUM_FRAMES - 2), size=int(rng.integers(1, 3)), replace=False).tolist():
+        dur = int(rng.integers(1, 3))
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        jump = rng.uniform(20.0, 36.0) * np.array([np.sin(angle), np.cos(angle)])
+        path[start:start + dur] += np.round(jump).astype(np.int64)
+        jolted.update(f // 2 for f in range(start, start + dur))
+    free = [p for p in range(patches) if p not in jolted]
+    frames = _view(rng, photos[rng.integers(len(photos))], path, augment)
+    f = 2 * int(free[rng.integers(len(free))]) + int(rng.integers(2))
+    return frames, _stamp_needle(rng, frames, tags, f), (f,)
+
+
+def _late(rng, photos, tags, augment):
+    """A 64-frame clip with a shape in one frame of its last quarter."""
+    path = _camera_path(rng, LONG_FRAMES, pan=rng.random() < 0.5)
+    frames = _view(rng, photos[rng.integers(len(photos))], path, augment)
+    f = int(rng.integers(LONG_FRAMES * 3 // 4, LONG_FRAMES))
+    return frames, _stamp_needle(rng, frames, tags, f), (f,)
 
 
 def _cuts(rng, photos, tags, augment):
@@ -314,7 +356,7 @@ def _where(rng, photos, tags, augment):
 
 
 def make_clip(split: str, seed: int, index: int, family: str | None = None, plain: bool = False) -> Clip:
-    """Clip ``index`` of ``split`` under ``seed`` (family ``FAMILIES[index % 6]`` unless given).
+    """Clip ``index`` of ``split`` under ``seed`` (family ``FAMILIES[index % 8]`` unless given).
 
     ``plain=True`` replaces the photos by flat colour backgrounds (used early in training, where the
     events stand out more; the val and test splits always use photos).
@@ -330,11 +372,15 @@ def make_clip(split: str, seed: int, index: int, family: str | None = None, plai
     photos = (PLAIN,) if plain else SPLIT_PHOTOS[split]
     augment = split == "train"
     question = QUESTIONS[family]
-    tags = np.zeros((NUM_FRAMES, FRAME_SIZE, FRAME_SIZE), dtype=np.int8)
+    tags = np.zeros((FRAMES[family], FRAME_SIZE, FRAME_SIZE), dtype=np.int8)
     if family == "needle":
         frames, answer, evidence = _needle(rng, photos, tags, augment)
     elif family == "shake":
         frames, answer, evidence = _needle(rng, photos, tags, augment, shake=rng.uniform(4.0, 8.0))
+    elif family == "jolt":
+        frames, answer, evidence = _jolt(rng, photos, tags, augment)
+    elif family == "late":
+        frames, answer, evidence = _late(rng, photos, tags, augment)
     elif family == "cuts":
         frames, answer, evidence = _cuts(rng, photos, tags, augment)
     elif family == "motion":
@@ -360,7 +406,7 @@ def _token_labels(tags: np.ndarray, family: str, answer: str, evidence: tuple[in
     back in time can tell 1 from 2 (the ``order`` family's evidence).
     """
     g = FRAME_SIZE // TOKEN_PX
-    blocks = tags.reshape(NUM_FRAMES // 2, 2, g, TOKEN_PX, g, TOKEN_PX)
+    blocks = tags.reshape(tags.shape[0] // 2, 2, g, TOKEN_PX, g, TOKEN_PX)
     counts = np.stack([(blocks == c).sum(axis=(1, 3, 5)) for c in range(1, FLASH_TAG + 1)], axis=-1)
     what = np.where(counts.max(-1) >= _MIN_TAG_PIXELS, counts.argmax(-1) + 1, 0)
     motion = np.where((what > 0) & (family == "motion"), 1 + DIRECTIONS.index(answer) if family == "motion"
