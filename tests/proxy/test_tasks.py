@@ -33,12 +33,15 @@ def test_split_photos_are_disjoint_and_load_offline() -> None:
 
 def test_split_is_balanced_and_answers_are_valid() -> None:
     clips = tasks.make_split("val", 0, 24)
-    assert [c.family for c in clips] == list(tasks.FAMILIES) * 4
+    assert len(tasks.FAMILIES) == 8 and [c.family for c in clips] == list(tasks.FAMILIES) * 3
     for c in clips:
-        assert c.frames.shape == (tasks.NUM_FRAMES, tasks.FRAME_SIZE, tasks.FRAME_SIZE, 3)
+        t = tasks.FRAMES[c.family]
+        assert t == (64 if c.family == "late" else 16)
+        assert c.frames.shape == (t, tasks.FRAME_SIZE, tasks.FRAME_SIZE, 3)
+        assert c.labels.shape == (t // 2, 4, 4, 4)
         assert c.frames.dtype == np.uint8
         assert c.answer in tasks.ANSWERS[c.family]
-        assert all(0 <= f < tasks.NUM_FRAMES for f in c.evidence)
+        assert all(0 <= f < t for f in c.evidence)
         if c.family == "order":
             assert c.answer in c.question.split()
 
@@ -134,3 +137,46 @@ def test_train_photos_are_the_same_in_every_process() -> None:
     here = hashlib.sha256(b"".join(tasks.photo(n).tobytes() for n in tasks.SPLIT_PHOTOS["train"])).hexdigest()
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert other == here  # (binary_blobs is generated, so its seed must be fixed)
+
+
+def _frame_shift(a: np.ndarray, b: np.ndarray, search: int = 40) -> int:
+    """Largest camera displacement (px, max norm) that best aligns grey frames ``b`` onto ``a``
+    along each axis (mean absolute difference of the overlap)."""
+    a, b = a.astype(np.float32).mean(-1), b.astype(np.float32).mean(-1)
+    best = {}
+    for axis in (0, 1):
+        errs = []
+        for s in range(-search, search + 1):
+            x, y = (a[max(s, 0):a.shape[0] + min(s, 0)], b[max(-s, 0):b.shape[0] + min(-s, 0)]) if axis == 0 else (
+                a[:, max(s, 0):a.shape[1] + min(s, 0)], b[:, max(-s, 0):b.shape[1] + min(-s, 0)])
+            errs.append(np.abs(x - y).mean())
+        best[axis] = abs(int(np.argmin(errs)) - search)
+    return max(best.values())
+
+
+def test_jolt_clips_jump_the_camera_and_keep_the_shape_out_of_jolted_patches() -> None:
+    for i in range(8):
+        c = tasks.make_clip("test", 0, i, family="jolt")
+        (f,) = c.evidence
+        assert c.answer in tasks.SHAPES and c.question == tasks.QUESTIONS["jolt"]
+        shifts = [_frame_shift(c.frames[t], c.frames[t + 1]) for t in range(tasks.NUM_FRAMES - 1)]
+        assert max(shifts) >= 15, shifts  # a jolt (a slow pan moves <= 1 px per frame)
+        # both frames of the shape's temporal patch sit on the slow camera path: aligned with most frames
+        for g in (f - f % 2, f - f % 2 + 1):
+            on_path = [u for u in range(tasks.NUM_FRAMES) if u != g
+                       and _frame_shift(c.frames[g], c.frames[u]) <= abs(g - u) + 2]
+            assert len(on_path) >= 8, (g, on_path)  # (a jolted frame lines up with at most 3 others)
+        what = c.labels[..., 0]
+        assert (what[f // 2] == 1 + tasks.SHAPES.index(c.answer)).any()
+        assert not np.delete(what, f // 2, axis=0).any()
+
+
+def test_late_clips_are_long_with_the_shape_in_the_last_quarter() -> None:
+    clips = [tasks.make_clip("val", 1, i, family="late") for i in range(6)]
+    for c in clips:
+        (f,) = c.evidence
+        assert len(c.frames) == tasks.LONG_FRAMES == 64 and 48 <= f < 64
+        assert c.question == tasks.QUESTIONS["needle"]
+        what = c.labels[..., 0]
+        assert (what[f // 2] == 1 + tasks.SHAPES.index(c.answer)).any() and not what[:24].any()
+    assert len({c.answer for c in clips}) > 1

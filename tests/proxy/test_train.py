@@ -1,4 +1,5 @@
-"""The training loop: deterministic, and its fast patch embedding equals the real Conv3d."""
+"""The training loop: deterministic (the logged command rebuilds the same bytes), and its fast patch
+embedding and batched vision attention equal transformers' own."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import pytest
 import torch
 
 from vcast.errors import ConfigError
-from vcast.proxy.model import build_model
-from vcast.proxy.train import TrainConfig, _drop_selections, _PatchMatmul, _swap_patch_conv, train
+from vcast.proxy import tasks
+from vcast.proxy.model import build_model, build_processor, encode
+from vcast.proxy.train import (
+    TRAIN_FAMILIES,
+    TrainConfig,
+    _chunk_vision_attention,
+    _drop_selections,
+    _PatchMatmul,
+    _swap_patch_conv,
+    train,
+)
 
 
 def test_patch_matmul_equals_conv3d() -> None:
@@ -68,3 +78,72 @@ def test_bad_config_raises() -> None:
         TrainConfig(drop_steps=1.5)
     with pytest.raises(ConfigError):
         TrainConfig(drop_min_ratio=0.0)
+
+
+def test_batched_vision_attention_equals_the_per_chunk_loop_and_is_removed() -> None:
+    model = build_model(seed=3).eval()
+    processor = build_processor()
+    clips = [tasks.make_clip("val", 0, i) for i in (0, 3, 5)]  # 16-frame clips: 8 chunks of 64 patches each
+    batch = encode(processor, clips)
+    with torch.no_grad():
+        ref = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"], return_dict=True)
+        _chunk_vision_attention(model, True)
+        assert all("forward" in block.attn.__dict__ for block in model.model.visual.blocks)
+        fast = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"],
+                                              return_dict=True)
+        _chunk_vision_attention(model, False)
+        assert not any("forward" in block.attn.__dict__ for block in model.model.visual.blocks)
+        again = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"],
+                                               return_dict=True)
+    for a, b, c in zip(ref.pooler_output, fast.pooler_output, again.pooler_output):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    deep_ref, deep_fast = _flat(ref.deepstack_features), _flat(fast.deepstack_features)
+    assert deep_ref and len(deep_ref) == len(deep_fast)
+    assert all(torch.equal(a, b) for a, b in zip(deep_ref, deep_fast))
+    other = build_model(seed=3)
+    assert not any("forward" in block.attn.__dict__ for block in other.model.visual.blocks)  # this instance only
+
+
+def test_training_covers_every_family_with_one_forward_per_clip_length() -> None:
+    assert set(TRAIN_FAMILIES) == set(tasks.FAMILIES)
+    _, log = train(TrainConfig(seed=1, steps=1, batch_size=len(TRAIN_FAMILIES), warmup=1))
+    (entry,) = log["family_losses"]
+    assert entry["step"] == 1 and set(entry) - {"step"} == set(tasks.FAMILIES)
+    assert all(np.isfinite(v) for v in entry.values())
+
+
+def test_the_logged_command_rebuilds_the_same_weights_in_a_fresh_process(tmp_path) -> None:
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from vcast.cli import app
+
+    threads = torch.get_num_threads()
+    try:
+        args = ["proxy", "train", "--seed", "3", "--steps", "2", "--batch-size", "10", "--threads", "1",
+                "--val-size", "0", "--out", str(tmp_path / "here")]
+        result = CliRunner().invoke(app, args)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    log = json.loads((tmp_path / "here" / "train_log.json").read_text())
+    command = shlex.split(log["command"])
+    assert command[:3] == ["vcast", "proxy", "train"] and log["torch"] == torch.__version__
+    command[command.index("--out") + 1] = str(tmp_path / "there")
+    code = "import sys; from vcast.cli import app; app(sys.argv[1:])"
+    subprocess.run([sys.executable, "-c", code, *command[1:]], check=True, capture_output=True)
+    here = (tmp_path / "here" / "model.safetensors").read_bytes()
+    assert (tmp_path / "there" / "model.safetensors").read_bytes() == here
+    again = json.loads((tmp_path / "there" / "train_log.json").read_text())
+    assert again["sha256"] == log["sha256"] and len(log["sha256"]) == 64
+
+
+def _flat(features) -> list:
+    """Every tensor in a (possibly nested) tuple of feature tensors, in order."""
+    if isinstance(features, torch.Tensor):
+        return [features]
+    return [t for item in features for t in _flat(item)]

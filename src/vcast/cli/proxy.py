@@ -49,6 +49,7 @@ def train_cmd(
     the torch version, losses (overall every 10 steps, per family every 100) and validation accuracy.
     """
     import torch
+
     from vcast.proxy import tasks
     from vcast.proxy.evaluate import accuracy, predict
     from vcast.proxy.model import build_processor, save_model
