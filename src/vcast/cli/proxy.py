@@ -88,104 +88,19 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
-ACCURACY_KEY = ("acc = share of the test questions answered right with the method at ratio r; retention = acc / "
-                "the unpruned model's acc (1.0 = no loss). Chance differs per question family (vcast.proxy.tasks).")
-
-
-def _table(report: dict, console=None) -> None:
-    from rich.table import Table
-
-    from vcast.cli.output import console as make_console
-    from vcast.proxy.evaluate import setting_label
-    from vcast.proxy.tasks import FAMILIES
-
-    base = report["unpruned"]
-    ratios = sorted({r["ratio"] for r in report["results"]}, reverse=True)
-    console = console or make_console()
-    title = (f"Proxy Qwen3-VL, {report['split']} split seed {report['seed']}, {base['n']} clips: unpruned "
-             f"{base['overall']:.3f} (" + ", ".join(f"{f} {base['families'][f]:.2f}" for f in FAMILIES) + ")")
-    table = Table("setting", *[f"r={r}: acc (retention)" for r in ratios], title=title, caption=ACCURACY_KEY,
-                  caption_justify="left")
-    rows: dict[str, dict] = {}
-    for row in report["results"]:
-        rows.setdefault(setting_label(row), {})[row["ratio"]] = row
-
-    def cell(by_ratio: dict, r: float) -> str:
-        if r not in by_ratio:
-            return "-"
-        if "not_runnable" in by_ratio[r]:
-            return "cannot run (published code)"
-        return f"{by_ratio[r]['overall']:.3f} ({_num(by_ratio[r]['retention'])})"
-
-    for label, by_ratio in rows.items():
-        table.add_row(label, *[cell(by_ratio, r) for r in ratios])
-    console.print(table)
-    low = min(ratios)
-    fam = Table("setting", *FAMILIES, title=f"Per-family accuracy at r={low}")
-    fam.add_row("unpruned", *[f"{base['families'][f]:.2f}" for f in FAMILIES])
-    for label, by_ratio in rows.items():
-        if low in by_ratio and "not_runnable" not in by_ratio[low]:
-            fam.add_row(label, *[f"{by_ratio[low]['families'][f]:.2f}" for f in FAMILIES])
-    console.print(fam)
-
-
-def _plot(report: dict, path: Path) -> None:
-    """Left: overall accuracy vs kept-token ratio per setting; right: per-family retention at the lowest ratio."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from vcast.proxy.evaluate import setting_label
-    from vcast.proxy.tasks import CHANCE, FAMILIES
-
-    rows: dict[str, list[dict]] = {}
-    for row in report["results"]:
-        if "not_runnable" not in row:
-            rows.setdefault(setting_label(row), []).append(row)
-    fig, (ax, hm) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [1.1, 1]})
-    ax.set_prop_cycle(color=plt.cm.tab20.colors)
-    for label, rs in rows.items():
-        rs = sorted(rs, key=lambda r: r["kept_ratio"])
-        bold = label.startswith("vcast")
-        ax.plot([r["kept_ratio"] for r in rs], [r["overall"] for r in rs], marker="o" if bold else ".",
-                lw=2.2 if bold else 1.0, ls="-" if bold else "--", label=label)
-    base = report["unpruned"]["overall"]
-    ax.axhline(base, color="k", lw=1, label=f"unpruned ({base:.3f})")
-    ax.axhline(float(np.mean([CHANCE[f] for f in FAMILIES])), color="gray", ls=":", lw=1, label="chance")
-    ax.set_xlabel("video tokens kept (fraction)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"proxy Qwen3-VL, {report['split']} seed {report['seed']}, {report['unpruned']['n']} clips")
-    ax.legend(fontsize=7, loc="lower right")
-    low = min(r["ratio"] for r in report["results"])
-    labels = [lab for lab, rs in rows.items() if any(r["ratio"] == low for r in rs)]
-    grid = np.array([[next(r for r in rows[lab] if r["ratio"] == low)["family_retention"].get(f) or 0.0
-                      for f in FAMILIES] for lab in labels])
-    im = hm.imshow(grid, vmin=0, vmax=1.1, cmap="viridis", aspect="auto")
-    hm.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=30)
-    hm.set_yticks(range(len(labels)), labels, fontsize=7)
-    for (i, j), v in np.ndenumerate(grid):
-        hm.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
-    hm.set_title(f"accuracy retention per family at ratio {low}")
-    fig.colorbar(im, ax=hm, fraction=0.04)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 @bench_app.command("accuracy")
 def accuracy_cmd(
     json_path: str = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
-    seed: int = typer.Option(0, "--seed", help="Test-split seed: any seed is a fresh set of questions."),
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated test-split seeds, pooled (default 0,1,2): "
+                              "each seed is a fresh set of questions."),
+    seed: int = typer.Option(None, "--seed", help="One test-split seed (shortcut for --seeds N)."),
+    combine: str = typer.Option(None, "--combine", metavar="A.json,B.json",
+                                help="Pool earlier --json outputs (e.g. seeds run in parallel) instead of running; "
+                                "the run options are taken from the files."),
     quick: bool = typer.Option(False, "--quick", help=f"{QUICK_PER_FAMILY} clips per family: about 6 CPU-minutes "
-                               "(measured 14-31 minutes on a shared 2-core machine)."),
-    plot: Path = typer.Option(None, "--plot", help="Write a PNG: accuracy vs kept tokens per setting."),
+                               "per seed (measured 14-31 minutes on a shared 2-core machine)."),
+    plot: Path = typer.Option(None, "--plot", help="Write a PNG: accuracy vs kept tokens per setting (95% CIs), "
+                              "per-family retention at the lowest ratio."),
     per_family: int = typer.Option(None, "--per-family",
                                    help=f"Clips per family (default {FULL_PER_FAMILY}, --quick {QUICK_PER_FAMILY})."),
     methods: str = typer.Option(None, "--methods", help="Comma-separated method names (default: all registered)."),
@@ -196,7 +111,35 @@ def accuracy_cmd(
     reproduce: str = typer.Option(None, "--reproduce", help="authors or vllm: each method with that reproduce= "
                                   "mode (or those in --methods) at its defaults and as the published code runs it."),
 ) -> None:
-    """Accuracy retention of every pruning method on the trained proxy Qwen3-VL (through vcast.apply)."""
+    """Accuracy retention of every pruning method on the trained proxy Qwen3-VL (through vcast.apply),
+    pooled over test seeds with 95% intervals, paired comparisons and rankings."""
+    from vcast.cli import proxy_report
+    from vcast.errors import ConfigError
+    from vcast.proxy.report import pool
+
+    if combine is not None:
+        if seeds is not None or seed is not None:
+            raise ConfigError("--combine takes its seeds from the files; leave out --seed / --seeds")
+        context, per_seed = proxy_report.load_combined(combine)
+    else:
+        seed_list = proxy_report.parse_seeds(seeds, seed)
+        context, per_seed = _run_seeds(seed_list, quick=quick, per_family=per_family, methods=methods,
+                                       ratios=ratios, split=split, weights=weights, threads=threads,
+                                       reproduce=reproduce)
+    per_seed = sorted(per_seed, key=lambda r: r["seed"])  # as pool orders them: files in any order, same JSON
+    report = {**context, **pool(per_seed), "per_seed": per_seed}  # pool's keys start with "seeds"
+    from vcast.cli.output import console, to_stdout, write_json
+
+    proxy_report.print_report(report, console(stderr=to_stdout(json_path)))
+    write_json(json_path, report, indent=1)
+    if plot is not None:
+        proxy_report.plot(report, plot)
+        typer.echo(f"wrote {plot}", err=True)
+
+
+def _run_seeds(seed_list: list[int], *, quick: bool, per_family: int | None, methods: str | None, ratios: str,
+               split: str, weights: Path | None, threads: int | None, reproduce: str | None) -> tuple[dict, list]:
+    """Run the benchmark on each test seed: ``(run context, per-seed reports)``."""
     from vcast.errors import ConfigError
     from vcast.proxy import tasks
     from vcast.proxy.evaluate import run_benchmark, settings
@@ -216,23 +159,18 @@ def accuracy_cmd(
         raise ConfigError(f"--per-family must be >= 1, got {n}")
     method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     todo = settings(method_list, reproduce)
-    clips = tasks.make_split(split, seed, n * len(tasks.FAMILIES))
     model, processor = load_model(weights), build_processor()
+    per_seed = []
     with _progress() as bar:
-        task = bar.add_task("encoding + unpruned", total=len(todo) * len(ratio_list) + 1)
+        task = bar.add_task("encoding + unpruned", total=len(seed_list) * (len(todo) * len(ratio_list) + 1))
+        for s in seed_list:
+            def on_setting(label: str, s: int = s) -> None:
+                bar.update(task, advance=1, description=f"seed {s}: {label}")
 
-        def on_setting(label: str) -> None:
-            bar.update(task, advance=1, description=label)
-
-        report = run_benchmark(model, processor, clips, methods=method_list, ratios=ratio_list,
-                               on_setting=on_setting, reproduce=reproduce)
-        bar.update(task, advance=1, description="done")
-    report = {"seed": seed, "split": split, "per_family": n, "weights": str(weights or "committed"),
-              "reproduce": reproduce, **report}
-    from vcast.cli.output import console, to_stdout, write_json
-
-    _table(report, console(stderr=to_stdout(json_path)))
-    write_json(json_path, report, indent=1)
-    if plot is not None:
-        _plot(report, plot)
-        typer.echo(f"wrote {plot}", err=True)
+            clips = tasks.make_split(split, s, n * len(tasks.FAMILIES))
+            report = run_benchmark(model, processor, clips, methods=method_list, ratios=ratio_list,
+                                   on_setting=on_setting, reproduce=reproduce)
+            bar.update(task, advance=1, description=f"seed {s} done")
+            per_seed.append({"seed": s, "split": split, "per_family": n, **report})
+    context = {"split": split, "per_family": n, "weights": str(weights or "committed"), "reproduce": reproduce}
+    return context, per_seed

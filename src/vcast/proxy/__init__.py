@@ -3,5 +3,8 @@
 - :mod:`vcast.proxy.tasks`: the seeded question generator (6 families, disjoint splits).
 - :mod:`vcast.proxy.model`: config, tokenizer, processor, load/save of the committed weights.
 - :mod:`vcast.proxy.train`: the deterministic CPU training loop behind ``vcast proxy train``.
-- :mod:`vcast.proxy.evaluate`: accuracy per family, unpruned and through ``vcast.apply`` per method.
+- :mod:`vcast.proxy.evaluate`: accuracy per family, unpruned and through ``vcast.apply`` per method,
+  with the 0/1 correctness of every question.
+- :mod:`vcast.proxy.stats`: Wilson intervals and the paired, stratified bootstrap (numpy only).
+- :mod:`vcast.proxy.report`: pooling several test seeds: intervals, comparisons, rankings, targets.
 """

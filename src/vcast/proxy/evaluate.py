@@ -55,8 +55,10 @@ def accuracy(clips: Sequence[tasks.Clip], answers: Sequence[str]) -> dict:
 
 RATIOS = (0.5, 0.25, 0.15, 0.1)
 # V-CAST settings measured besides each registered method's defaults (fixed in advance, not tuned
-# on the test split): the spatio-temporal token-curvature extension.
-EXTRA_SETTINGS: tuple[tuple[str, dict], ...] = (("vcast", {"token_curvature_weight": 1.0}),)
+# on the test split): the spatio-temporal token-curvature extension, and V-CAST as the published
+# budget code runs it (``reproduce="authors"``).
+EXTRA_SETTINGS: tuple[tuple[str, dict], ...] = (("vcast", {"token_curvature_weight": 1.0}),
+                                                ("vcast", {"reproduce": "authors"}))
 
 
 def settings(methods: Sequence[str] | None = None, reproduce: str | None = None) -> list[tuple[str, dict]]:
@@ -125,9 +127,11 @@ def run_benchmark(model, processor, clips: Sequence[tasks.Clip], *, methods: Seq
                   on_setting: Callable[[str], None] | None = None, reproduce: str | None = None) -> dict:
     """Accuracy of ``model`` unpruned and under every setting x ratio on ``clips``.
 
-    Returns ``{"unpruned": accuracy(...), "results": [{"method", "options", "ratio", "kept_ratio",
-    "overall", "retention", "families", "family_retention"}, ...]}``; ``retention`` is pruned accuracy
-    divided by unpruned accuracy, ``kept_ratio`` the video tokens that reached the LLM over all tokens.
+    Returns ``{"question_family": [family per clip], "unpruned": {**accuracy(...), "correct"},
+    "results": [{"method", "options", "ratio", "kept_ratio", "overall", "retention", "families",
+    "family_retention", "correct"}, ...]}``; ``correct`` is 0/1 per clip in clip order (what
+    :mod:`vcast.proxy.report` pools over seeds), ``retention`` pruned accuracy divided by unpruned
+    accuracy, ``kept_ratio`` the video tokens that reached the LLM over all tokens.
     ``reproduce``: see :func:`settings`; a setting whose published code cannot run at a ratio gets a
     row ``{"method", "options", "ratio", "not_runnable": reason}``.
     """
@@ -135,7 +139,7 @@ def run_benchmark(model, processor, clips: Sequence[tasks.Clip], *, methods: Seq
 
     split = EncodedSplit(model, processor, clips, batch_size)
     base_answers, _, _ = split.predict(model)
-    base = accuracy(clips, base_answers)
+    base = {**accuracy(clips, base_answers), "correct": correct(clips, base_answers)}
     results = []
     for method, options in settings(methods, reproduce):
         for ratio in ratios:
@@ -156,8 +160,14 @@ def run_benchmark(model, processor, clips: Sequence[tasks.Clip], *, methods: Seq
                 "overall": acc["overall"], "retention": _ratio(acc["overall"], base["overall"]),
                 "families": acc["families"],
                 "family_retention": {f: _ratio(a, base["families"][f]) for f, a in acc["families"].items()},
+                "correct": correct(clips, answers),
             })
-    return {"unpruned": base, "results": results}
+    return {"question_family": [c.family for c in clips], "unpruned": base, "results": results}
+
+
+def correct(clips: Sequence[tasks.Clip], answers: Sequence[str]) -> list[int]:
+    """1 where the answer is the clip's, else 0, in clip order."""
+    return [int(a == c.answer) for c, a in zip(clips, answers, strict=True)]
 
 
 def _ratio(a: float, b: float) -> float | None:
