@@ -8,7 +8,7 @@ import torch
 import vcast
 from vcast.errors import InputError
 from vcast.proxy import tasks
-from vcast.proxy.evaluate import EncodedSplit, accuracy, predict
+from vcast.proxy.evaluate import EncodedSplit, accuracy, batch_indices, predict
 from vcast.proxy.model import (
     SPECIAL_TOKENS,
     TOKEN_ID,
@@ -85,9 +85,23 @@ def test_built_model_is_the_real_qwen3_vl(processor) -> None:
 
 
 def test_committed_weights_load_and_are_small() -> None:
-    assert (WEIGHTS_DIR / "model.safetensors").stat().st_size < 8 * 2**20
+    assert (WEIGHTS_DIR / "model.safetensors").stat().st_size < 10 * 10**6
     with pytest.raises(InputError):
         load_model(WEIGHTS_DIR / "missing")
+
+
+def test_committed_log_names_the_weights_and_the_command_that_made_them() -> None:
+    import json
+
+    from vcast.cli.proxy import sha256_file
+    from vcast.proxy.train import TrainConfig
+
+    log = json.loads((WEIGHTS_DIR / "train_log.json").read_text())
+    assert log["sha256"] == sha256_file(WEIGHTS_DIR / "model.safetensors")
+    cfg = TrainConfig()
+    assert log["command"] == (f"vcast proxy train --seed {cfg.seed} --steps {cfg.steps} --batch-size "
+                              f"{cfg.batch_size} --threads {log['threads']} --val-size 240 --out src/vcast/data/proxy")
+    assert log["steps"] == cfg.steps and log["batch_size"] == cfg.batch_size  # the defaults made them
 
 
 def test_committed_model_accuracy_is_above_the_floor(trained, processor, fixed_clips) -> None:
@@ -98,15 +112,29 @@ def test_committed_model_accuracy_is_above_the_floor(trained, processor, fixed_c
 
 
 def test_ratio_one_leaves_every_answer_unchanged(trained, processor, fixed_clips) -> None:
-    clips = fixed_clips[:12]
+    clips = fixed_clips[:12]  # holds a 64-frame ``late`` clip (4 x 128 video tokens) among 16-frame ones
+    tokens = sum(len(c.frames) // 2 * 16 for c in clips)
+    assert {len(c.frames) for c in clips} == {tasks.NUM_FRAMES, tasks.LONG_FRAMES}
     split = EncodedSplit(trained, processor, clips, batch_size=12)
     reference, before, after = split.predict(trained, precomputed=False)
-    assert before == after == 12 * 128
+    assert before == after == tokens
     for method in vcast.list_methods():
         with vcast.enabled(trained, method=method, retain_ratio=1.0) as handle:
             answers, before, after = split.predict(trained, handle=handle)
         assert answers == reference, method
-        assert before == after == 12 * 128, method
+        assert before == after == tokens, method
+
+
+def test_batches_hold_one_clip_length_and_answers_keep_clip_order(trained, processor, fixed_clips) -> None:
+    clips = fixed_clips[:18]
+    index = batch_indices(clips, batch_size=5)
+    assert sorted(i for batch in index for i in batch) == list(range(18))
+    assert all(len(batch) <= 5 and len({len(clips[i].frames) for i in batch}) == 1 for batch in index)
+    one_by_one = [predict(trained, processor, [c])[0] for c in clips]
+    assert predict(trained, processor, clips, batch_size=5) == one_by_one
+    assert EncodedSplit(trained, processor, clips, batch_size=5).predict(trained)[0] == one_by_one
+    with pytest.raises(ValueError):
+        batch_indices(clips, 0)
 
 
 def test_precomputed_vision_outputs_match_the_pixel_path(trained, processor, fixed_clips) -> None:

@@ -37,7 +37,7 @@ def _threads(threads: int | None) -> None:
 @proxy_app.command("train")
 def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Seeds the weights and picks the training clips."),
-    steps: int = typer.Option(3600, "--steps", help="Optimizer steps."),
+    steps: int = typer.Option(4800, "--steps", help="Optimizer steps."),
     batch_size: int = typer.Option(16, "--batch-size", help="Clips per step."),
     out: Path = typer.Option(Path("proxy-model"), "--out", help="Directory for config.json + model.safetensors."),
     val_size: int = typer.Option(240, "--val-size", help="Validation clips scored after training (0: skip)."),

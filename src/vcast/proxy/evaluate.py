@@ -28,14 +28,29 @@ def predict(model, processor, clips: Sequence[tasks.Clip], batch_size: int = 24,
         batch_size: clips per forward pass.
         on_batch: called with the number of clips done after each batch (progress bars).
     """
-    answers: list[str] = []
-    for start in range(0, len(clips), batch_size):
-        chunk = list(clips[start:start + batch_size])
-        logits = model(**encode(processor, chunk), logits_to_keep=1).logits[:, -1]
-        answers.extend(_ID_TO_TOKEN.get(int(i), "<unk>") for i in logits.argmax(-1).tolist())
+    answers: list[str] = [""] * len(clips)
+    for index in batch_indices(clips, batch_size):
+        logits = model(**encode(processor, [clips[i] for i in index]), logits_to_keep=1).logits[:, -1]
+        for i, token in zip(index, logits.argmax(-1).tolist()):
+            answers[i] = _ID_TO_TOKEN.get(int(token), "<unk>")
         if on_batch is not None:
-            on_batch(len(chunk))
+            on_batch(len(index))
     return answers
+
+
+def batch_indices(clips: Sequence[tasks.Clip], batch_size: int) -> list[list[int]]:
+    """Clip indices in batches of at most ``batch_size``, each batch of one clip length.
+
+    Clips are grouped by frame count (in order of first appearance, clip order within a group), so
+    a 16-frame prompt is never padded to a 64-frame one's length; callers put answers back in clip
+    order through the indices.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    groups: dict[int, list[int]] = {}
+    for i, clip in enumerate(clips):
+        groups.setdefault(len(clip.frames), []).append(i)
+    return [idx[s:s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
 
 
 def accuracy(clips: Sequence[tasks.Clip], answers: Sequence[str]) -> dict:
@@ -80,7 +95,8 @@ def settings(methods: Sequence[str] | None = None, reproduce: str | None = None)
 
 
 class EncodedSplit:
-    """A test split encoded once: processor outputs and vision-tower outputs per batch.
+    """A test split encoded once: processor outputs and vision-tower outputs per batch
+    (batches of one clip length, see :func:`batch_indices`; answers come back in clip order).
 
     Pruning methods that act before the LLM (``prune_at="llm"``) read the vision tower's output, so
     it is computed once per batch and handed to the model as ``mm_encoder_outputs`` (the route
@@ -90,9 +106,10 @@ class EncodedSplit:
     def __init__(self, model, processor, clips: Sequence[tasks.Clip], batch_size: int = 24) -> None:
         self.clips = list(clips)
         self.batches = []
+        self.index = batch_indices(self.clips, batch_size)
         with torch.no_grad():
-            for start in range(0, len(self.clips), batch_size):
-                inputs = encode(processor, self.clips[start:start + batch_size])
+            for index in self.index:
+                inputs = encode(processor, [self.clips[i] for i in index])
                 video = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"],
                                                        return_dict=True)
                 text = {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
@@ -105,14 +122,15 @@ class EncodedSplit:
     @torch.no_grad()
     def predict(self, model, precomputed: bool = True, handle=None) -> tuple[list[str], int, int]:
         """``(answers, video tokens before, video tokens after)`` over the split (counts from ``handle.stats``)."""
-        answers: list[str] = []
+        answers: list[str] = [""] * len(self.clips)
         before = after = 0
-        for text, inputs, video in self.batches:
+        for index, (text, inputs, video) in zip(self.index, self.batches):
             if precomputed:
                 out = model(**text, mm_encoder_outputs={"video": self._video_outputs(video)}, logits_to_keep=1)
             else:
                 out = model(**inputs, logits_to_keep=1)
-            answers.extend(_ID_TO_TOKEN.get(int(i), "<unk>") for i in out.logits[:, -1].argmax(-1).tolist())
+            for i, token in zip(index, out.logits[:, -1].argmax(-1).tolist()):
+                answers[i] = _ID_TO_TOKEN.get(int(token), "<unk>")
             if handle is not None:
                 before += int(handle.stats["video_tokens_before"])
                 after += int(handle.stats["video_tokens_after"])

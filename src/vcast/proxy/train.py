@@ -74,7 +74,7 @@ class TrainConfig:
     """Training hyper-parameters (the defaults made the committed weights)."""
 
     seed: int = 0
-    steps: int = 3600
+    steps: int = 4800
     batch_size: int = 16
     lr: float = 3e-3  # peak learning rate of the LLM (and the auxiliary heads) ...
     vision_lr: float = 3e-3  # ... and of the vision tower (see the module docstring)
