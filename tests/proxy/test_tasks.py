@@ -107,6 +107,27 @@ def test_only_the_train_split_is_recoloured(monkeypatch) -> None:
     assert calls
 
 
+def test_only_the_train_split_draws_procedural_backgrounds(monkeypatch) -> None:
+    calls: list[int] = []
+    real = tasks._texture
+    monkeypatch.setattr(tasks, "_texture", lambda rng, side: calls.append(side) or real(rng, side))
+    for split in ("val", "test"):
+        tasks.make_split(split, 0, 16)
+    assert not calls
+    tasks.make_split("train", 0, 40)
+    assert 4 <= len(calls) <= 30  # about a third of the shots (cuts clips have several)
+
+
+def test_textures_are_deterministic_images_of_every_kind() -> None:
+    seen = set()
+    for i in range(30):
+        a, b = tasks._texture(np.random.default_rng(i), 150), tasks._texture(np.random.default_rng(i), 150)
+        assert np.array_equal(a, b) and a.shape == (150, 150, 3) and a.dtype == np.float32
+        assert a.min() >= 0.0 and a.max() <= 1.0 and a.std() > 0.0
+        seen.add(int(np.random.default_rng(i).integers(3)))
+    assert seen == {0, 1, 2}
+
+
 def test_recolour_keeps_shape_range_and_dtype() -> None:
     rng = np.random.default_rng(0)
     pic = rng.uniform(size=(40, 40, 3)).astype(np.float32)
@@ -161,6 +182,11 @@ def test_jolt_clips_jump_the_camera_and_keep_the_shape_out_of_jolted_patches() -
         assert c.answer in tasks.SHAPES and c.question == tasks.QUESTIONS["jolt"]
         shifts = [_frame_shift(c.frames[t], c.frames[t + 1]) for t in range(tasks.NUM_FRAMES - 1)]
         assert max(shifts) >= 15, shifts  # a jolt (a slow pan moves <= 1 px per frame)
+        # the recorded jolted frames are the ones off the slow path, and none shares the shape's patch
+        assert 1 <= len(c.distractors) <= 4 and f // 2 not in {d // 2 for d in c.distractors}
+        for d in c.distractors:
+            assert max(shifts[d - 1], shifts[d]) >= 15 if d + 1 < tasks.NUM_FRAMES else shifts[d - 1] >= 15
+        assert all(s <= 2 for t, s in enumerate(shifts) if t not in c.distractors and t + 1 not in c.distractors)
         # both frames of the shape's temporal patch sit on the slow camera path: aligned with most frames
         for g in (f - f % 2, f - f % 2 + 1):
             on_path = [u for u in range(tasks.NUM_FRAMES) if u != g
@@ -169,6 +195,10 @@ def test_jolt_clips_jump_the_camera_and_keep_the_shape_out_of_jolted_patches() -
         what = c.labels[..., 0]
         assert (what[f // 2] == 1 + tasks.SHAPES.index(c.answer)).any()
         assert not np.delete(what, f // 2, axis=0).any()
+
+
+def test_only_jolt_clips_record_distractors() -> None:
+    assert all(tasks.make_clip("val", 0, i).distractors == () for i in range(8) if tasks.FAMILIES[i] != "jolt")
 
 
 def test_late_clips_are_long_with_the_shape_in_the_last_quarter() -> None:

@@ -37,7 +37,9 @@ def _threads(threads: int | None) -> None:
 @proxy_app.command("train")
 def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Seeds the weights and picks the training clips."),
-    steps: int = typer.Option(4800, "--steps", help="Optimizer steps."),
+    vision_steps: int = typer.Option(None, "--vision-steps", help="Stage 1: vision-tower-only steps "
+                                     "(default: the recipe's)."),
+    steps: int = typer.Option(None, "--steps", help="Stage 2: full-model steps (default: the recipe's)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Clips per step."),
     out: Path = typer.Option(Path("proxy-model"), "--out", help="Directory for config.json + model.safetensors."),
     val_size: int = typer.Option(240, "--val-size", help="Validation clips scored after training (0: skip)."),
@@ -45,8 +47,10 @@ def train_cmd(
 ) -> None:
     """Train the proxy from scratch (deterministic for a given seed, steps, batch size, torch build and threads).
 
-    Writes the weights and ``train_log.json``: the exact command that rebuilds them, the weights' sha256,
-    the torch version, losses (overall every 10 steps, per family every 100) and validation accuracy.
+    The rest of the recipe is :class:`vcast.proxy.train.TrainConfig`'s defaults. Writes the weights and
+    ``train_log.json``: the exact command that rebuilds them, the weights' sha256, the torch version,
+    losses (answer loss every 10 steps; per family, auxiliary losses and training accuracy every 100)
+    and validation accuracy.
     """
     import torch
 
@@ -56,26 +60,32 @@ def train_cmd(
     from vcast.proxy.train import TrainConfig, train
 
     _threads(threads)
-    cfg = TrainConfig(seed=seed, steps=steps, batch_size=batch_size)
+    defaults = TrainConfig()
+    vision_steps = defaults.vision_steps if vision_steps is None else vision_steps
+    steps = defaults.steps if steps is None else steps
+    cfg = TrainConfig(seed=seed, vision_steps=vision_steps, steps=steps, batch_size=batch_size)
     with _progress() as bar:
-        task = bar.add_task("training", total=steps)
+        task = bar.add_task("training", total=cfg.total_steps)
 
         def on_step(step: int, loss: float) -> None:
-            bar.update(task, advance=1, description=f"training  loss {loss:.3f}")
+            stage = "vision tower" if step < cfg.vision_steps else f"loss {loss:.3f}"
+            bar.update(task, advance=1, description=f"training  {stage}")
 
         model, log = train(cfg, on_step=on_step)
     save_model(model, out)
-    summary = {"seed": seed, "steps": steps, "batch_size": batch_size, "wall_s": log["wall_s"],
-               "steps_per_s": log["steps_per_s"], "threads": log["threads"], "torch": torch.__version__,
-               "sha256": sha256_file(out / "model.safetensors"),
-               "final_loss": round(sum(log["losses"][-50:]) / len(log["losses"][-50:]), 4)}
+    recent = log["losses"][-50:]
+    summary = {"seed": seed, "vision_steps": vision_steps, "steps": steps, "batch_size": batch_size,
+               "wall_s": log["wall_s"], "steps_per_s": log["steps_per_s"], "threads": log["threads"],
+               "torch": torch.__version__, "sha256": sha256_file(out / "model.safetensors"),
+               "final_loss": round(sum(recent) / len(recent), 4) if recent else None}
     if val_size > 0:
         val = tasks.make_split("val", 0, val_size)
         summary["val"] = accuracy(val, predict(model, build_processor(), val))
     (out / "train_log.json").write_text(json.dumps(
-        {"command": f"vcast proxy train --seed {seed} --steps {steps} --batch-size {batch_size} "
-                    f"--threads {log['threads']} --val-size {val_size} --out {out}",
-         **summary, "family_losses": log["family_losses"],
+        {"command": f"vcast proxy train --seed {seed} --vision-steps {vision_steps} --steps {steps} --batch-size "
+                    f"{batch_size} --threads {log['threads']} --val-size {val_size} --out {out}",
+         **summary, "config": log["config"], "family_accuracy": log["family_accuracy"],
+         "family_losses": log["family_losses"], "aux_losses": log["aux_losses"],
          "loss_every_10": [round(x, 4) for x in log["losses"][::10]]},
         indent=1) + "\n")
     typer.echo(json.dumps(summary, indent=2))
@@ -97,8 +107,8 @@ def accuracy_cmd(
     combine: str = typer.Option(None, "--combine", metavar="A.json,B.json",
                                 help="Pool earlier --json outputs (e.g. seeds run in parallel) instead of running; "
                                 "the run options are taken from the files."),
-    quick: bool = typer.Option(False, "--quick", help=f"{QUICK_PER_FAMILY} clips per family: about 6 CPU-minutes "
-                               "per seed (measured 14-31 minutes on a shared 2-core machine)."),
+    quick: bool = typer.Option(False, "--quick", help=f"{QUICK_PER_FAMILY} clips per family instead of "
+                               f"{FULL_PER_FAMILY} (a full seed measured 7 minutes on one core of a 2-core machine)."),
     plot: Path = typer.Option(None, "--plot", help="Write a PNG: accuracy vs kept tokens per setting (95% CIs), "
                               "per-family retention at the lowest ratio."),
     per_family: int = typer.Option(None, "--per-family",

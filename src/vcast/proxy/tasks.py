@@ -22,9 +22,11 @@ drawn shapes and events on top. Each question is answered by ONE token from a sm
 
 Splits: ``train``, ``val`` and ``test`` draw from disjoint source photos (:data:`SPLIT_PHOTOS`) and
 disjoint random streams: clip ``i`` of split ``s`` with seed ``k`` uses ``numpy`` generator
-``default_rng([SPLIT_CODE[s], k, i])``, so the same (split, seed, index) always gives the same clip
+``default_rng([SPLIT_CODE[s], k, i, family index])``, so the same (split, seed, index, family) always gives the same clip
 and no two splits share a stream. Families are balanced (clip ``i`` is family ``i % 8``) and answers
-are uniform within a family.
+are uniform within a family. The train split alone also draws procedural backgrounds (:func:`_texture`,
+about a third of its shots) and recolours and turns its photos (:func:`_recolour`); validation and test
+clips are plain camera views of their own photos.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ TOKEN_PX = 32  # pixels per side of one LLM token (16-px patches merged 2x2)
 FLASH_TAG = 5  # pixel tag of a flash (shapes are 1..4)
 _MIN_TAG_PIXELS = 12
 PLAIN = "plain"  # pseudo photo name: a flat background (training warm-up only, see ``make_clip``)
+TEXTURE = "texture"  # pseudo photo name: a procedural background (train split only, see ``_texture``)
+# The train split's procedural backgrounds count as this many of its photos (8 of 25: about a third
+# of the training shots): unlimited colours and textures, so that the shapes are learned apart from
+# the 17 bundled photos' look.
+TRAIN_TEXTURES = 8
 _FLASH = np.array([1.0, 1.0, 0.55], dtype=np.float32)  # the colour a flash blends towards (warm light)
 
 
@@ -93,6 +100,8 @@ class Clip:
         question: the question text (words of the proxy tokenizer's vocabulary).
         answer: the one-token answer, one of ``ANSWERS[family]``.
         evidence: frame indices where the answer's evidence is visible.
+        distractors: frame indices of distracting camera events (the ``jolt`` family's jumps; empty
+            for the other families).
         labels: ``uint8[T/2, G, G, 4]`` per-token training targets (see ``_token_labels``): what the
             token shows, its motion, whether its temporal patch holds a cut, whether its object came first.
     """
@@ -103,6 +112,7 @@ class Clip:
     answer: str
     evidence: tuple[int, ...]
     labels: np.ndarray | None = None
+    distractors: tuple[int, ...] = ()
 
 
 # Loader arguments: ``binary_blobs`` draws new blobs on every call unless its generator is seeded.
@@ -141,7 +151,12 @@ def _view(rng: np.random.Generator, name: str, offsets: np.ndarray, augment: boo
     """
     margin = int(np.abs(offsets).max()) + 1
     need = FRAME_SIZE + 2 * margin
-    pic = _plain(rng, need) if name == PLAIN else _photo_crop(rng, photo(name), need, augment)
+    if name == PLAIN:
+        pic = _plain(rng, need)
+    elif name == TEXTURE:
+        pic = _texture(rng, need)
+    else:
+        pic = _photo_crop(rng, photo(name), need, augment)
     corners = (offsets + margin).tolist()
     return np.stack([pic[y:y + FRAME_SIZE, x:x + FRAME_SIZE] for y, x in corners])
 
@@ -152,6 +167,41 @@ def _plain(rng: np.random.Generator, side: int) -> np.ndarray:
     pic = rng.uniform(0.1, 0.9, size=3).astype(np.float32) + ramp[:, None, None] * rng.uniform(
         -0.3, 0.3, size=3).astype(np.float32) + ramp[None, :, None] * rng.uniform(-0.3, 0.3, size=3).astype(np.float32)
     return np.clip(pic, 0.0, 1.0)
+
+
+def _texture(rng: np.random.Generator, side: int) -> np.ndarray:
+    """``float32[side, side, 3]`` in [0, 1]: a random procedural background, one of: multi-scale colour
+    noise (blotches to gravel-like grain), a mosaic of coloured rectangles, or coloured stripes / plaid."""
+    from PIL import Image
+
+    kind = int(rng.integers(3))
+    if kind == 0:
+        pic = np.zeros((side, side, 3), dtype=np.float32)
+        for cells in rng.choice([3, 6, 12, 24, 48, 96], size=int(rng.integers(1, 4)), replace=False).tolist():
+            grid = (rng.random((cells, cells, 3)) * 255).astype(np.uint8)
+            layer = np.asarray(Image.fromarray(grid).resize((side, side), Image.BILINEAR), dtype=np.float32)
+            pic += layer * np.float32(rng.uniform(0.3, 1.0) / 255.0)
+        pic -= pic.min(axis=(0, 1))
+        pic /= np.maximum(pic.max(axis=(0, 1)), 1e-6)
+    elif kind == 1:
+        pic = np.empty((side, side, 3), dtype=np.float32)
+        pic[:] = rng.random(3)
+        for _ in range(int(rng.integers(6, 40))):
+            y0, x0 = rng.integers(0, side, size=2)
+            h, w = rng.integers(4, side // 2, size=2)
+            pic[y0:y0 + h, x0:x0 + w] = rng.random(3)
+    else:
+        ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+        pic = np.empty((side, side, 3), dtype=np.float32)
+        pic[:] = rng.random(3)
+        for _ in range(int(rng.integers(1, 3))):
+            theta, period = rng.uniform(0, np.pi), rng.uniform(4.0, 40.0)
+            wave = 0.5 + 0.5 * np.sin((xs * np.cos(theta) + ys * np.sin(theta)) * (2 * np.pi / period) + rng.uniform(0, 6.3))
+            pic += (wave[..., None] * (rng.random(3) - 0.5)).astype(np.float32)
+    pic = np.clip(pic, 0.0, 1.0)
+    lo = rng.uniform(0.0, 0.6)
+    hi = rng.uniform(lo + 0.3, 1.0)
+    return (lo + (hi - lo) * pic).astype(np.float32)
 
 
 def _photo_crop(rng: np.random.Generator, src: np.ndarray, need: int, augment: bool = False) -> np.ndarray:
@@ -266,20 +316,22 @@ def _needle(rng, photos, tags, augment, shake: float = 0.0):
 
 def _jolt(rng, photos, tags, augment):
     """1-2 camera jolts (a 20-36 px jump for 1-2 frames, then back) and a shape in one frame of a
-    temporal patch that no jolt touches. Evidence: the shape's frame."""
+    temporal patch that no jolt touches. Evidence: the shape's frame; also returns the jolted frames."""
     path = _camera_path(rng, NUM_FRAMES, pan=rng.random() < 0.5)
     patches = NUM_FRAMES // 2
     jolted: set[int] = set()
+    jolt_frames: set[int] = set()
     for start in rng.choice(np.arange(1, NUM_FRAMES - 2), size=int(rng.integers(1, 3)), replace=False).tolist():
         dur = int(rng.integers(1, 3))
         angle = rng.uniform(0.0, 2.0 * np.pi)
         jump = rng.uniform(20.0, 36.0) * np.array([np.sin(angle), np.cos(angle)])
         path[start:start + dur] += np.round(jump).astype(np.int64)
         jolted.update(f // 2 for f in range(start, start + dur))
+        jolt_frames.update(range(start, start + dur))
     free = [p for p in range(patches) if p not in jolted]
     frames = _view(rng, photos[rng.integers(len(photos))], path, augment)
     f = 2 * int(free[rng.integers(len(free))]) + int(rng.integers(2))
-    return frames, _stamp_needle(rng, frames, tags, f), (f,)
+    return frames, _stamp_needle(rng, frames, tags, f), (f,), tuple(sorted(jolt_frames))
 
 
 def _late(rng, photos, tags, augment):
@@ -369,16 +421,17 @@ def make_clip(split: str, seed: int, index: int, family: str | None = None, plai
     if family not in FAMILIES:
         raise InputError(f"unknown family {family!r}; expected one of {FAMILIES}")
     rng = np.random.default_rng([SPLIT_CODE[split], int(seed), int(index), FAMILIES.index(family)])
-    photos = (PLAIN,) if plain else SPLIT_PHOTOS[split]
+    photos = (PLAIN,) if plain else SPLIT_PHOTOS[split] + ((TEXTURE,) * TRAIN_TEXTURES if split == "train" else ())
     augment = split == "train"
     question = QUESTIONS[family]
     tags = np.zeros((FRAMES[family], FRAME_SIZE, FRAME_SIZE), dtype=np.int8)
+    distractors: tuple[int, ...] = ()
     if family == "needle":
         frames, answer, evidence = _needle(rng, photos, tags, augment)
     elif family == "shake":
         frames, answer, evidence = _needle(rng, photos, tags, augment, shake=rng.uniform(4.0, 8.0))
     elif family == "jolt":
-        frames, answer, evidence = _jolt(rng, photos, tags, augment)
+        frames, answer, evidence, distractors = _jolt(rng, photos, tags, augment)
     elif family == "late":
         frames, answer, evidence = _late(rng, photos, tags, augment)
     elif family == "cuts":
@@ -392,7 +445,7 @@ def make_clip(split: str, seed: int, index: int, family: str | None = None, plai
         frames, answer, evidence = _where(rng, photos, tags, augment)
     pixels = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return Clip(frames=pixels, family=family, question=question, answer=answer, evidence=evidence,
-                labels=_token_labels(tags, family, answer, evidence))
+                labels=_token_labels(tags, family, answer, evidence), distractors=distractors)
 
 
 def _token_labels(tags: np.ndarray, family: str, answer: str, evidence: tuple[int, ...]) -> np.ndarray:
