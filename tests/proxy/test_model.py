@@ -104,6 +104,7 @@ def test_committed_log_names_the_weights_and_the_command_that_made_them() -> Non
                               f"{cfg.steps} --batch-size {cfg.batch_size} --threads {log['threads']} --val-size 240 "
                               "--out src/vcast/data/proxy")
     assert log["config"] == json.loads(json.dumps(asdict(cfg)))  # the recipe's defaults made them
+    assert log["torch"] and log["transformers"] and 0 < log["wall_s"] < 3600  # the 60-minute budget
 
 
 def test_committed_model_accuracy_is_above_the_floor(trained, processor, fixed_clips) -> None:

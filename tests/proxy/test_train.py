@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import transformers
 
 from vcast.core.selection import Selection
 from vcast.errors import ConfigError
@@ -144,6 +145,7 @@ def test_the_logged_command_rebuilds_the_same_weights_in_a_fresh_process(tmp_pat
     log = json.loads((tmp_path / "here" / "train_log.json").read_text())
     command = shlex.split(log["command"])
     assert command[:3] == ["vcast", "proxy", "train"] and log["torch"] == torch.__version__
+    assert log["transformers"] == transformers.__version__
     command[command.index("--out") + 1] = str(tmp_path / "there")
     code = "import sys; from vcast.cli import app; app(sys.argv[1:])"
     subprocess.run([sys.executable, "-c", code, *command[1:]], check=True, capture_output=True)
