@@ -18,42 +18,29 @@ import json
 import numpy as np
 import torch
 
-import vcast
-from vcast.methods._common import make_selection, mask_to_index
 from vcast.proxy import tasks
-from vcast.proxy.batching import WHAT, token_targets
+from vcast.proxy.batching import WHAT, pruned_to, thin_selections, token_targets
 from vcast.proxy.evaluate import batch_indices
 from vcast.proxy.model import TOKEN_ID, build_processor, encode, load_model
 
 FAMILIES = tuple(f for f in tasks.FAMILIES if f != "cuts")
 MODES = ("only", "never", "random")
+_OBJECTS = {"only": 1, "never": -1, "random": 0}  # :func:`thin_selections` ``objects`` per mode
 _TOKEN = {i: t for t, i in TOKEN_ID.items()}
-
-
-def selections(clips, mode: str, k: int, rng: np.random.Generator) -> list:
-    """One :class:`vcast.Selection` per clip: ``k`` tokens of every temporal patch, chosen by ``mode``."""
-    out = []
-    for clip in clips:
-        objects = token_targets([clip])[:, WHAT].reshape(len(clip.frames) // 2, -1).numpy() > 0  # [T, N]
-        t, n = objects.shape
-        bonus = {"only": 10.0, "never": -10.0, "random": 0.0}[mode]
-        order = np.argsort(-(rng.random((t, n)) + bonus * objects), axis=1)
-        mask = np.zeros((t, n), dtype=bool)
-        np.put_along_axis(mask, order[:, :k], True, axis=1)
-        mask = torch.from_numpy(mask)
-        out.append(make_selection(mask_to_index(mask, t * k), mask.sum(1), t, n))
-    return out
 
 
 @torch.no_grad()
 def accuracy(model, processor, clips, mode: str, k: int, seed: int) -> dict[str, float]:
+    """Per family, the share of ``clips`` answered right when every temporal patch keeps ``k`` tokens
+    chosen by ``mode``."""
     rng = np.random.default_rng([seed, k, MODES.index(mode)])
     right = {f: [] for f in FAMILIES}
-    for index in batch_indices(clips, 24):
+    for index in batch_indices(clips, 24):  # one clip length per batch
         group = [clips[i] for i in index]
-        chosen = selections(group, mode, k, rng)
-        with vcast.enabled(model, method="random", retain_ratio=0.5) as handle:
-            handle.adapter.select = lambda features, grids=None, chosen=chosen: chosen
+        t = len(group[0].frames) // 2
+        what = token_targets(group)[:, WHAT].reshape(len(group), t, -1).numpy()  # [b, T, N]
+        chosen = thin_selections(rng, what, np.full(len(group), k / what.shape[-1]), objects=_OBJECTS[mode])
+        with pruned_to(model, chosen):
             logits = model(**encode(processor, group), logits_to_keep=1).logits[:, -1]
         for clip, token in zip(group, logits.argmax(-1).tolist()):
             right[clip.family].append(_TOKEN.get(int(token)) == clip.answer)

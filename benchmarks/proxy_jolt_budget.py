@@ -40,22 +40,28 @@ def _label(method: str, options: dict) -> str:
     return method + "".join(f"({k}={v})" for k, v in options.items())
 
 
-def _patch_sets(clip: tasks.Clip) -> tuple[np.ndarray, int, np.ndarray]:
-    """(``bool[T]`` jolted temporal patches, the event's patch, ``bool[T, N]`` tokens showing the shape)."""
-    t = len(clip.frames) // 2
-    jolted = np.zeros(t, dtype=bool)
-    jolted[[f // 2 for f in clip.distractors]] = True
-    event = token_targets([clip])[:, WHAT].reshape(t, -1).numpy() > 0
-    return jolted, clip.evidence[0] // 2, event
+def prepare(processor, clips, batch: int = 25) -> list[tuple]:
+    """Per batch of ``clips``, computed once for every setting: ``(clips, processor inputs, bool[b, T]
+    jolted temporal patches, long[b] the event's patch, bool[b, T, N] tokens showing the shape)``."""
+    out = []
+    for start in range(0, len(clips), batch):
+        group = clips[start:start + batch]
+        t = len(group[0].frames) // 2
+        jolted = np.zeros((len(group), t), dtype=bool)
+        for row, clip in zip(jolted, group):
+            row[[f // 2 for f in clip.distractors]] = True
+        event_patch = np.array([clip.evidence[0] // 2 for clip in group])
+        event = token_targets(group)[:, WHAT].reshape(len(group), t, -1).numpy() > 0
+        out.append((group, encode(processor, group), jolted, event_patch, event))
+    return out
 
 
 @torch.no_grad()
-def measure(model, processor, clips, method: str | None, options: dict, ratio: float, batch: int = 25) -> dict:
-    """The metrics above for one setting (``method=None``: unpruned, accuracy only)."""
+def measure(model, batches: list[tuple], method: str | None, options: dict, ratio: float) -> dict:
+    """The metrics above for one setting over :func:`prepare`'s batches (``method=None``: unpruned,
+    accuracy only)."""
     right, jolt_share, event_share, top_jolted, event_kept = [], [], [], [], []
-    for start in range(0, len(clips), batch):
-        group = clips[start:start + batch]
-        inputs = encode(processor, group)
+    for group, inputs, jolted, event_patch, event in batches:
         if method is None:
             logits = model(**inputs, logits_to_keep=1).logits[:, -1]
             selections = []
@@ -64,15 +70,14 @@ def measure(model, processor, clips, method: str | None, options: dict, ratio: f
                 logits = model(**inputs, logits_to_keep=1).logits[:, -1]
             selections = handle.selections
         right += [_TOKEN.get(int(tok)) == c.answer for c, tok in zip(group, logits.argmax(-1).tolist())]
-        for clip, sel in zip(group, selections):
-            jolted, event_patch, event = _patch_sets(clip)
+        for i, sel in enumerate(selections):
             budget = sel.frame_budget.double().numpy()
-            jolt_share.append((budget[jolted].sum() / budget.sum()) / jolted.mean())
-            event_share.append(budget[event_patch] / budget.mean())
+            jolt_share.append((budget[jolted[i]].sum() / budget.sum()) / jolted[i].mean())
+            event_share.append(budget[event_patch[i]] / budget.mean())
             curvature = sel.curvature.double().numpy()
             if np.ptp(curvature) > 0:
-                top_jolted.append(bool(jolted[int(curvature.argmax())]))
-            event_kept.append(bool((sel.keep_mask().numpy() & event).any()))
+                top_jolted.append(bool(jolted[i, int(curvature.argmax())]))
+            event_kept.append(bool((sel.keep_mask().numpy() & event[i]).any()))
 
     def mean(values: list) -> float | None:
         return round(float(np.mean(values)), 4) if values else None
@@ -90,12 +95,12 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     model, processor = load_model(args.weights), build_processor()
-    clips = tasks.make_split("test", args.seed, args.clips, families=("jolt",))
-    rows = [{"setting": "unpruned", "ratio": 1.0, **measure(model, processor, clips, None, {}, 1.0)}]
+    batches = prepare(processor, tasks.make_split("test", args.seed, args.clips, families=("jolt",)))
+    rows = [{"setting": "unpruned", "ratio": 1.0, **measure(model, batches, None, {}, 1.0)}]
     for ratio in (float(r) for r in args.ratios.split(",")):
         for method, options in SETTINGS:
             rows.append({"setting": _label(method, options), "ratio": ratio,
-                         **measure(model, processor, clips, method, options, ratio)})
+                         **measure(model, batches, method, options, ratio)})
     keys = ("accuracy", "jolt_share", "event_share", "top_curvature_jolted", "event_kept")
     print(f"{'setting':<26} {'ratio':>5} " + " ".join(f"{k:>20}" for k in keys))
     for row in rows:

@@ -14,10 +14,11 @@ from vcast.proxy.batching import (
     WHAT,
     FastEncoder,
     pixel_rows,
+    pruned_to,
     thin_selections,
     token_targets,
 )
-from vcast.proxy.model import build_processor, encode
+from vcast.proxy.model import build_model, build_processor, encode
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +77,33 @@ def test_thin_selections_keep_objects_first_and_the_asked_share() -> None:
         assert (kept.sum(1) == budget).all()
         assert ((kept & (w > 0)).sum(1) == np.minimum((w > 0).sum(1), budget)).all()  # objects kept first
     assert selections[2].keep_mask().all()
+
+
+def test_thin_selections_can_put_objects_last_or_ignore_them() -> None:
+    what = np.zeros((2, 8, 16), dtype=np.uint8)
+    what[:, :, :4] = 3  # four object tokens in every temporal patch
+    ratios = np.full(2, 4 / 16)
+    never = thin_selections(np.random.default_rng(0), what, ratios, objects=-1)
+    assert all(not (s.keep_mask().numpy() & (w > 0)).any() and s.num_kept == 32 for s, w in zip(never, what))
+    # objects=0 is the objects=1 draw without the preference: the same random ranks, other tokens kept
+    plain = thin_selections(np.random.default_rng(0), what, ratios, objects=0)
+    first = thin_selections(np.random.default_rng(0), what, ratios, objects=1)
+    assert all(s.keep_mask()[:, :4].all() for s in first)
+    assert any(not torch.equal(a.keep_index, b.keep_index) for a, b in zip(plain, first))
+    with pytest.raises(ValueError):
+        thin_selections(np.random.default_rng(0), what, ratios, objects=2)
+
+
+def test_pruned_to_keeps_exactly_the_given_tokens_and_is_removed_after(processor) -> None:
+    clips = tasks.make_split("val", 0, 2, families=("needle",))
+    what = token_targets(clips)[:, WHAT].reshape(2, 8, 16).numpy()
+    chosen = thin_selections(np.random.default_rng(1), what, np.array([2 / 16, 5 / 16]))
+    model = build_model(seed=0).eval()
+    inputs = encode(processor, clips)
+    with torch.no_grad():
+        plain = model(**inputs, logits_to_keep=1).logits
+        with pruned_to(model, chosen) as handle:
+            model(**inputs, logits_to_keep=1)
+        assert [v["kept_per_frame"] for v in handle.stats["videos"]] == [s.frame_budget.tolist() for s in chosen]
+        assert [s.keep_index.tolist() for s in handle.selections] == [s.keep_index.tolist() for s in chosen]
+        assert torch.equal(model(**inputs, logits_to_keep=1).logits, plain)  # nothing installed after the block

@@ -77,7 +77,8 @@ def train_cmd(
     recent = log["losses"][-50:]
     summary = {"seed": seed, "vision_steps": vision_steps, "steps": steps, "batch_size": batch_size,
                "wall_s": log["wall_s"], "steps_per_s": log["steps_per_s"], "threads": log["threads"],
-               "torch": torch.__version__, "transformers": transformers.__version__, "sha256": sha256_file(out / "model.safetensors"),
+               "torch": torch.__version__, "transformers": transformers.__version__,
+               "sha256": sha256_file(out / "model.safetensors"),
                "final_loss": round(sum(recent) / len(recent), 4) if recent else None}
     if val_size > 0:
         val = tasks.make_split("val", 0, val_size)

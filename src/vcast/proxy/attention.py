@@ -55,9 +55,11 @@ class AnswerAttention:
         self.probs.append(logits.softmax(-1))
 
     def clear(self) -> None:
+        """Forget the probabilities of earlier forwards."""
         self.probs = []
 
     def remove(self) -> None:
+        """Remove the hooks (safe to call twice)."""
         for h in self._handles:
             h.remove()
         self._handles = []

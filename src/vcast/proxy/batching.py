@@ -7,12 +7,13 @@
   patch layout. On this 2-core machine the processor cost ~25 ms per clip, a third of a training step.
 - :func:`token_targets`: the per-token auxiliary targets of a group of clips.
 - :func:`thin_selections`: which video tokens of each clip reach the LLM on a thinned step (the token
-  curriculum of :mod:`vcast.proxy.train`).
+  curriculum of :mod:`vcast.proxy.train`), and :func:`pruned_to`, which runs the model with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -101,23 +102,42 @@ def token_targets(clips: Sequence[tasks.Clip]) -> torch.Tensor:
     return torch.cat(rows)
 
 
-def thin_selections(rng: np.random.Generator, what: np.ndarray, ratios: np.ndarray) -> list[Selection]:
-    """Content-aware token thinning for one training step: per clip, which video tokens reach the LLM.
+def thin_selections(rng: np.random.Generator, what: np.ndarray, ratios: np.ndarray,
+                    objects: int = 1) -> list[Selection]:
+    """Content-aware token thinning: per clip, which video tokens reach the LLM.
 
     Args:
-        rng: the step's generator.
+        rng: the generator (one ``float[B, T, N]`` draw).
         what: ``uint8[B, T, N]`` the ``what`` label of every video token (0: nothing drawn there).
         ratios: ``float[B]``: clip ``b`` keeps ``max(1, round(N * ratios[b]))`` tokens of every temporal
-            patch; tokens showing an object or flash come first, the rest at random (so the question
-            stays answerable and only the background and the token count vary).
+            patch.
+        objects: ``1``: tokens showing an object or flash come first, the rest at random (the training
+            curriculum: the question stays answerable and only the background and the token count
+            vary); ``-1``: they come last; ``0``: every token at random.
 
     Returns:
         one :class:`~vcast.Selection` per clip over its ``[T, N]`` grid (sorted indices).
     """
+    if objects not in (-1, 0, 1):
+        raise ValueError(f"objects must be -1, 0 or 1, got {objects!r}")
     b, t, n = what.shape
     keep = np.clip(np.round(n * np.asarray(ratios)), 1, n).astype(np.int64)
-    order = np.argsort(-(rng.random((b, t, n)) + (what > 0)), axis=-1, kind="stable")
+    order = np.argsort(-(rng.random((b, t, n)) + objects * (what > 0)), axis=-1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.broadcast_to(np.arange(n), (b, t, n)).copy(), axis=-1)
     masks = torch.from_numpy(ranks < keep[:, None, None])  # [B, T, N]
     return [make_selection(mask_to_index(m, t * int(k)), m.sum(1), t, n) for m, k in zip(masks, keep)]
+
+
+@contextmanager
+def pruned_to(model, selections: Sequence[Selection]) -> Iterator:
+    """Within the block, ``model``'s next prefill keeps exactly ``selections`` (one
+    :class:`~vcast.Selection` per video, in prompt order) through vcast's own adapter: pruned
+    sequence, original MRoPE positions, deepstack rows, as every pruning method runs. Yields the handle
+    (``handle.stats`` describes the prefill). For training and probes that choose tokens from the
+    generator's labels rather than from features."""
+    from vcast.api import enabled
+
+    with enabled(model, method="random") as handle:
+        handle.adapter.select = lambda features, grids=None: list(selections)
+        yield handle

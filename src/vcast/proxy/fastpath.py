@@ -23,6 +23,8 @@ class PatchMatmul(torch.nn.Conv3d):
 
 
 def swap_patch_conv(model, cls: type[torch.nn.Conv3d]) -> None:
+    """Replace the vision tower's patch embedding by a ``cls`` module sharing its parameters
+    (:class:`PatchMatmul` for training, ``torch.nn.Conv3d`` to restore); this instance only."""
     embed = model.model.visual.patch_embed
     old = embed.proj
     new = cls(old.in_channels, old.out_channels, old.kernel_size, stride=old.stride, bias=old.bias is not None,

@@ -319,15 +319,14 @@ def _jolt(rng, photos, tags, augment):
     temporal patch that no jolt touches. Evidence: the shape's frame; also returns the jolted frames."""
     path = _camera_path(rng, NUM_FRAMES, pan=rng.random() < 0.5)
     patches = NUM_FRAMES // 2
-    jolted: set[int] = set()
     jolt_frames: set[int] = set()
     for start in rng.choice(np.arange(1, NUM_FRAMES - 2), size=int(rng.integers(1, 3)), replace=False).tolist():
         dur = int(rng.integers(1, 3))
         angle = rng.uniform(0.0, 2.0 * np.pi)
         jump = rng.uniform(20.0, 36.0) * np.array([np.sin(angle), np.cos(angle)])
         path[start:start + dur] += np.round(jump).astype(np.int64)
-        jolted.update(f // 2 for f in range(start, start + dur))
         jolt_frames.update(range(start, start + dur))
+    jolted = {f // 2 for f in jolt_frames}
     free = [p for p in range(patches) if p not in jolted]
     frames = _view(rng, photos[rng.integers(len(photos))], path, augment)
     f = 2 * int(free[rng.integers(len(free))]) + int(rng.integers(2))

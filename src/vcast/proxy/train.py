@@ -66,6 +66,7 @@ from vcast.proxy.batching import (
     QUADRANT,
     WHAT,
     FastEncoder,
+    pruned_to,
     thin_selections,
     token_targets,
 )
@@ -138,6 +139,7 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
+        """``vision_steps + steps``: the optimizer steps of both stages."""
         return self.vision_steps + self.steps
 
 
@@ -222,7 +224,6 @@ def _forward(model, inputs, targets: torch.Tensor, selections: list[Selection] |
     A thinned group runs through vcast's own adapter (pruned sequence, original MRoPE positions,
     deepstack rows), this instance's selection step fed the step's selections.
     """
-    from vcast.api import enabled
     from vcast.models.base import plan_rows
 
     video = _video_features(model, inputs)
@@ -232,8 +233,7 @@ def _forward(model, inputs, targets: torch.Tensor, selections: list[Selection] |
         out = model(**text, mm_encoder_outputs={"video": video}, logits_to_keep=1, output_hidden_states=True)
         reached, kept_targets = is_video, targets
     else:
-        with enabled(model, method="random") as handle:
-            handle.adapter.select = lambda features, grids=None, chosen=selections: chosen
+        with pruned_to(model, selections):
             out = model(**text, mm_encoder_outputs={"video": video}, logits_to_keep=1, output_hidden_states=True)
         kept = torch.cat([s.keep_mask().reshape(-1) for s in selections])  # over the video tokens, in order
         keep = ~is_video
@@ -372,11 +372,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None,
                         if ev is not None:
                             evidence.append(ev * len(part[0]["input_ids"]))
                         probe.clear()
-                logits, pooled, firsts, reached = (torch.cat(x) for x in list(zip(*outs))[:4])
+                logits, pooled, firsts, first_targets = (torch.cat(x) for x in list(zip(*outs))[:4])
                 per_clip = F.cross_entropy(logits.float(), target, reduction="none")
                 right = logits.argmax(-1) == target
                 parts_loss = heads.vision_losses(pooled, targets, cfg.object_weight)
-                parts_loss["first"] = F.cross_entropy(heads.order(firsts).float(), reached[:, FIRST])
+                parts_loss["first"] = F.cross_entropy(heads.order(firsts).float(), first_targets[:, FIRST])
                 loss = per_clip.mean()
                 if evidence:
                     parts_loss["evidence"] = sum(evidence) / len(target)
